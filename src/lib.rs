@@ -1,0 +1,3 @@
+//! supd: a declarative supervisor for long-lived Linux containers.
+
+pub mod unit;

@@ -1,0 +1,145 @@
+//! Units: the model, loading from the unit directories, and validation.
+
+pub mod loader;
+pub mod quantity;
+pub mod schema;
+mod validate;
+
+pub use schema::{IdOrName, MountKind, NetworkMode, RestartPolicy, UserSpec, Volatile};
+pub use validate::parse_unit;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A validated unit with every default filled in. Its JSON form is the
+/// canonical form that change detection compares.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Unit {
+    pub name: String,
+    pub description: String,
+    pub enabled: bool,
+    pub rootfs: Option<PathBuf>,
+    pub layers: Vec<PathBuf>,
+    pub volatile: Volatile,
+    pub readonly_rootfs: bool,
+    pub exec: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub workdir: PathBuf,
+    pub user: Option<UserSpec>,
+    pub hostname: String,
+    pub init: bool,
+    pub restart: RestartConfig,
+    pub stop: StopConfig,
+    pub mounts: Vec<Mount>,
+    pub logging: LoggingConfig,
+    pub network: NetworkConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RestartConfig {
+    pub policy: RestartPolicy,
+    pub delay: Duration,
+    pub max_delay: Duration,
+    pub reset_after: Duration,
+    pub start_limit_burst: u32,
+    pub start_limit_interval: Duration,
+}
+
+impl Default for RestartConfig {
+    fn default() -> Self {
+        RestartConfig {
+            policy: RestartPolicy::OnFailure,
+            delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(300),
+            reset_after: Duration::from_secs(600),
+            start_limit_burst: 5,
+            start_limit_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StopConfig {
+    pub signal: i32,
+    pub timeout: Duration,
+}
+
+impl Default for StopConfig {
+    fn default() -> Self {
+        StopConfig {
+            signal: libc::SIGTERM,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Mount {
+    pub kind: MountKind,
+    pub source: Option<PathBuf>,
+    pub target: PathBuf,
+    pub readonly: bool,
+    pub size: Option<u64>,
+    pub mode: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoggingConfig {
+    pub max_size: u64,
+    pub max_files: u32,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            max_size: 10 << 20,
+            max_files: 3,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetworkConfig {
+    pub mode: NetworkMode,
+}
+
+/// Why a unit file could not become a `Unit`: always names the file, and the
+/// line, column and field where they are known (line 0 means unknown).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct UnitError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub field: String,
+    pub message: String,
+}
+
+impl UnitError {
+    fn render(&self) -> String {
+        let mut out = self.file.display().to_string();
+        if self.line > 0 {
+            out.push_str(&format!(":{}:{}", self.line, self.column));
+        }
+        out.push_str(": ");
+        if !self.field.is_empty() {
+            out.push_str(&self.field);
+            out.push_str(": ");
+        }
+        out.push_str(&self.message);
+        out
+    }
+}
+
+/// Unit names as DESIGN section 1 allows: `[a-z0-9][a-z0-9_.-]{0,62}`.
+pub fn valid_unit_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    first_ok
+        && name.len() <= 63
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c))
+}

@@ -1,0 +1,409 @@
+//! The unit file as written (schema version 1). Every field that can be wrong
+//! on its own is a type whose deserialisation checks it, so serde reports the
+//! error at the value's line and column. Cross-field checks live in
+//! `validate.rs`.
+
+use super::quantity::{Scalar, Size, Span};
+use crate::scalar_deserialize;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUnit {
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
+    pub rootfs: Option<AbsPath>,
+    pub volatile: Option<Volatile>,
+    pub layers: Option<Vec<AbsPath>>,
+    pub readonly_rootfs: Option<bool>,
+    pub exec: Option<Vec<String>>,
+    pub env: Option<BTreeMap<EnvName, Scalar>>,
+    pub workdir: Option<AbsPath>,
+    pub user: Option<UserSpec>,
+    pub hostname: Option<Hostname>,
+    pub init: Option<bool>,
+    pub restart: Option<RawRestart>,
+    pub stop: Option<RawStop>,
+    pub mounts: Option<Vec<RawMount>>,
+    pub logging: Option<RawLogging>,
+    pub network: Option<RawNetwork>,
+    pub depends_on: Option<NotYet>,
+    pub notify: Option<NotYet>,
+    pub resources: Option<NotYet>,
+    pub sysctls: Option<NotYet>,
+    pub security: Option<NotYet>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRestart {
+    pub policy: Option<RestartPolicy>,
+    pub delay: Option<Span>,
+    pub max_delay: Option<Span>,
+    pub reset_after: Option<Span>,
+    pub start_limit: Option<RawStartLimit>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStartLimit {
+    pub burst: Option<u32>,
+    pub interval: Option<Span>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStop {
+    pub signal: Option<SignalName>,
+    pub timeout: Option<Span>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMount {
+    #[serde(rename = "type")]
+    pub kind: MountKind,
+    pub source: Option<AbsPath>,
+    pub target: AbsPath,
+    pub readonly: Option<bool>,
+    pub size: Option<Size>,
+    pub mode: Option<FileMode>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogging {
+    pub max_size: Option<Size>,
+    pub max_files: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNetwork {
+    pub mode: Option<NetworkMode>,
+    pub bridge: Option<NotYet>,
+    pub address: Option<NotYet>,
+    pub gateway: Option<NotYet>,
+    pub parent: Option<NotYet>,
+    pub interface: Option<NotYet>,
+    pub rps: Option<NotYet>,
+    pub dns: Option<NotYet>,
+    pub mtu: Option<NotYet>,
+}
+
+/// A key of schema version 1 that this build does not implement yet. It is an
+/// error rather than silently ignored, so nobody believes a limit is in force.
+#[derive(Debug)]
+pub struct NotYet;
+
+impl<'de> Deserialize<'de> for NotYet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Failing from inside the visitor keeps the value's own position.
+        struct Refuse;
+        const WHY: &str =
+            "this key is part of the unit schema but not supported yet by this version of supd";
+        impl<'de> serde::de::Visitor<'de> for Refuse {
+            type Value = NotYet;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(WHY)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<NotYet, A::Error> {
+                Err(serde::de::Error::custom(WHY))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<NotYet, A::Error> {
+                Err(serde::de::Error::custom(WHY))
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<NotYet, E> {
+                Err(E::custom(WHY))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<NotYet, E> {
+                Err(E::custom(WHY))
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<NotYet, E> {
+                Err(E::custom(WHY))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<NotYet, E> {
+                Err(E::custom(WHY))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<NotYet, E> {
+                Err(E::custom(WHY))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<NotYet, E> {
+                Err(E::custom(WHY))
+            }
+        }
+        d.deserialize_any(Refuse)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    Always,
+    #[default]
+    OnFailure,
+    Never,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    Bind,
+    Tmpfs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    #[default]
+    Host,
+    None,
+}
+
+scalar_deserialize!(NetworkMode, NetworkMode::parse);
+
+impl NetworkMode {
+    fn parse(value: &str) -> Result<Self, String> {
+        match value {
+            "host" => Ok(NetworkMode::Host),
+            "none" => Ok(NetworkMode::None),
+            "bridge" | "macvlan" | "ipvlan" => Err(format!(
+                "network mode {value:?} is part of the unit schema but not supported yet by this version of supd (use host or none)"
+            )),
+            _ => Err(format!(
+                "unknown network mode {value:?}: expected host, none, bridge, macvlan or ipvlan"
+            )),
+        }
+    }
+}
+
+/// `volatile: no | overlay | state`. YAML 1.1 readers turn a bare `no` into
+/// false, so a boolean is accepted too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Volatile {
+    #[default]
+    No,
+    Overlay,
+    State,
+}
+
+scalar_deserialize!(Volatile, Volatile::parse);
+
+impl Volatile {
+    fn parse(value: &str) -> Result<Self, String> {
+        match value {
+            "no" | "false" => Ok(Volatile::No),
+            "overlay" | "yes" | "true" => Ok(Volatile::Overlay),
+            "state" => Ok(Volatile::State),
+            other => Err(format!(
+                "invalid volatile {other:?}: expected no, overlay or state"
+            )),
+        }
+    }
+}
+
+/// An absolute, normalised path without `..` components.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(into = "PathBuf")]
+pub struct AbsPath(pub PathBuf);
+
+scalar_deserialize!(AbsPath, AbsPath::parse);
+
+impl AbsPath {
+    fn parse(value: &str) -> Result<Self, String> {
+        let path = PathBuf::from(value);
+        if !path.is_absolute() {
+            return Err(format!("path {value:?} must be absolute"));
+        }
+        if path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(format!("path {value:?} must not contain `..`"));
+        }
+        Ok(AbsPath(path.components().collect()))
+    }
+}
+
+impl From<AbsPath> for PathBuf {
+    fn from(p: AbsPath) -> PathBuf {
+        p.0
+    }
+}
+
+/// An environment variable name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct EnvName(pub String);
+
+scalar_deserialize!(EnvName, EnvName::parse);
+
+impl EnvName {
+    fn parse(value: &str) -> Result<Self, String> {
+        if value.is_empty() || value.contains('=') || value.contains('\0') {
+            return Err(format!(
+                "invalid environment variable name {value:?}: must be non-empty without '=' or NUL"
+            ));
+        }
+        Ok(EnvName(value.to_string()))
+    }
+}
+
+/// A host name label (RFC 1123), at most 64 bytes as the kernel allows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Hostname(pub String);
+
+scalar_deserialize!(Hostname, Hostname::parse);
+
+impl Hostname {
+    fn parse(value: &str) -> Result<Self, String> {
+        let valid_label = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        };
+        if value.len() > 64 || !value.split('.').all(valid_label) {
+            return Err(format!(
+                "invalid hostname {value:?}: letters, digits, '-' and '.', at most 64 characters"
+            ));
+        }
+        Ok(Hostname(value.to_string()))
+    }
+}
+
+/// `uid[:gid]` or `name[:group]`; names are resolved in the container's
+/// /etc/passwd and /etc/group when it starts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct UserSpec {
+    pub user: IdOrName,
+    pub group: Option<IdOrName>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdOrName {
+    Id(u32),
+    Name(String),
+}
+
+impl IdOrName {
+    fn parse(text: &str) -> Result<Self, String> {
+        if text.is_empty() {
+            return Err("empty user or group".into());
+        }
+        if let Ok(id) = text.parse::<u32>() {
+            return Ok(IdOrName::Id(id));
+        }
+        let valid = text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            && !text.starts_with('-');
+        if !valid {
+            return Err(format!("invalid user or group name {text:?}"));
+        }
+        Ok(IdOrName::Name(text.to_string()))
+    }
+}
+
+scalar_deserialize!(UserSpec, UserSpec::parse);
+
+impl UserSpec {
+    fn parse(value: &str) -> Result<Self, String> {
+        let text = value.to_string();
+        let (user, group) = match text.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (text.as_str(), None),
+        };
+        Ok(UserSpec {
+            user: IdOrName::parse(user)?,
+            group: group.map(IdOrName::parse).transpose()?,
+        })
+    }
+}
+
+/// A signal by name (`SIGTERM`, `TERM`) or number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct SignalName(pub i32);
+
+scalar_deserialize!(SignalName, SignalName::parse);
+
+impl SignalName {
+    fn parse(value: &str) -> Result<Self, String> {
+        let text = value.to_string();
+        let signal = match text.parse::<i32>() {
+            Ok(n) => nix::sys::signal::Signal::try_from(n).ok(),
+            Err(_) => {
+                let upper = text.to_ascii_uppercase();
+                let name = if upper.starts_with("SIG") {
+                    upper
+                } else {
+                    format!("SIG{upper}")
+                };
+                name.parse::<nix::sys::signal::Signal>().ok()
+            }
+        };
+        match signal {
+            Some(nix::sys::signal::Signal::SIGKILL | nix::sys::signal::Signal::SIGSTOP) | None => {
+                Err(format!("invalid stop signal {text:?}: expected a catchable signal name such as SIGTERM"))
+            }
+            Some(s) => Ok(SignalName(s as i32)),
+        }
+    }
+}
+
+impl From<SignalName> for String {
+    fn from(s: SignalName) -> String {
+        nix::sys::signal::Signal::try_from(s.0)
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|_| s.0.to_string())
+    }
+}
+
+/// An octal file mode such as `1777` or `"0755"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(into = "u32")]
+pub struct FileMode(pub u32);
+
+scalar_deserialize!(FileMode, FileMode::parse);
+
+impl FileMode {
+    fn parse(value: &str) -> Result<Self, String> {
+        let text = value.to_string();
+        let digits = text.trim_start_matches("0o");
+        match u32::from_str_radix(digits, 8) {
+            Ok(mode) if mode <= 0o7777 => Ok(FileMode(mode)),
+            _ => Err(format!(
+                "invalid mode {text:?}: expected octal digits such as 1777 or 0755"
+            )),
+        }
+    }
+}
+
+impl From<FileMode> for u32 {
+    fn from(m: FileMode) -> u32 {
+        m.0
+    }
+}
+
+impl std::fmt::Display for IdOrName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IdOrName::Id(id) => write!(f, "{id}"),
+            IdOrName::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+impl From<UserSpec> for String {
+    fn from(spec: UserSpec) -> String {
+        match spec.group {
+            Some(group) => format!("{}:{group}", spec.user),
+            None => spec.user.to_string(),
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! From the text of a unit file to a validated `Unit`.
+
+use super::schema::{MountKind, RawMount, RawUnit, Volatile};
+use super::{LoggingConfig, Mount, NetworkConfig, RestartConfig, StopConfig, Unit, UnitError};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// Parse and validate one unit file's text. `name` is the unit name (the file
+/// name without `.yaml`), `file` is only used in error messages.
+pub fn parse_unit(name: &str, file: &Path, text: &str) -> Result<Unit, UnitError> {
+    if !super::valid_unit_name(name) {
+        return Err(error_at(
+            file,
+            text,
+            "",
+            format!("invalid unit name {name:?}: use [a-z0-9][a-z0-9_.-]{{0,62}}"),
+        ));
+    }
+    let raw: RawUnit = if text.trim().is_empty() {
+        RawUnit::default()
+    } else {
+        serde_yaml::from_str(text).map_err(|e| from_yaml_error(file, &e))?
+    };
+    Checker { file, text }.unit(name, raw)
+}
+
+struct Checker<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Checker<'_> {
+    fn fail(&self, field: &str, message: impl Into<String>) -> UnitError {
+        error_at(self.file, self.text, field, message.into())
+    }
+
+    fn unit(&self, name: &str, raw: RawUnit) -> Result<Unit, UnitError> {
+        let exec = raw.exec.unwrap_or_default();
+        if exec.first().is_none_or(|program| program.is_empty()) {
+            return Err(self.fail(
+                "exec",
+                "required: the command to run as a list, for example [\"/bin/sh\", \"-c\", \"...\"]",
+            ));
+        }
+        if exec.iter().any(|arg| arg.contains('\0')) {
+            return Err(self.fail("exec", "arguments must not contain NUL"));
+        }
+        let rootfs = raw.rootfs.map(PathBuf::from);
+        let layers: Vec<PathBuf> = raw
+            .layers
+            .unwrap_or_default()
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
+        let volatile = raw.volatile.unwrap_or_default();
+        match (&rootfs, layers.is_empty()) {
+            (Some(_), false) => {
+                return Err(self.fail("layers", "use either rootfs or layers, not both"))
+            }
+            (None, true) => {
+                return Err(self.fail(
+                    "rootfs",
+                    "required: a root filesystem directory (or `layers`)",
+                ))
+            }
+            (Some(root), true) if root == Path::new("/") && volatile == Volatile::No => {
+                return Err(self.fail(
+                    "rootfs",
+                    "the host's / can only be used with `volatile: overlay` or `volatile: state`",
+                ))
+            }
+            _ => {}
+        }
+        let env = raw
+            .env
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k.0, v.text()))
+            .collect();
+        Ok(Unit {
+            name: name.to_string(),
+            description: raw.description.unwrap_or_default(),
+            enabled: raw.enabled.unwrap_or(true),
+            rootfs,
+            layers,
+            volatile,
+            readonly_rootfs: raw.readonly_rootfs.unwrap_or(false),
+            exec,
+            env,
+            workdir: raw.workdir.map(PathBuf::from).unwrap_or_else(|| "/".into()),
+            user: raw.user,
+            hostname: raw
+                .hostname
+                .map(|h| h.0)
+                .unwrap_or_else(|| default_hostname(name)),
+            init: raw.init.unwrap_or(true),
+            restart: self.restart(raw.restart.unwrap_or_default())?,
+            stop: self.stop(raw.stop.unwrap_or_default()),
+            mounts: self.mounts(raw.mounts.unwrap_or_default())?,
+            logging: self.logging(raw.logging.unwrap_or_default())?,
+            network: NetworkConfig {
+                mode: raw.network.and_then(|n| n.mode).unwrap_or_default(),
+            },
+        })
+    }
+
+    fn restart(&self, raw: super::schema::RawRestart) -> Result<RestartConfig, UnitError> {
+        let defaults = RestartConfig::default();
+        let limit = raw.start_limit.unwrap_or_default();
+        let config = RestartConfig {
+            policy: raw.policy.unwrap_or(defaults.policy),
+            delay: raw.delay.map_or(defaults.delay, |s| s.0),
+            max_delay: raw.max_delay.map_or(defaults.max_delay, |s| s.0),
+            reset_after: raw.reset_after.map_or(defaults.reset_after, |s| s.0),
+            start_limit_burst: limit.burst.unwrap_or(defaults.start_limit_burst),
+            start_limit_interval: limit
+                .interval
+                .map_or(defaults.start_limit_interval, |s| s.0),
+        };
+        if config.max_delay < config.delay {
+            return Err(self.fail(
+                "restart.max_delay",
+                "must not be shorter than restart.delay",
+            ));
+        }
+        if config.start_limit_burst == 0 {
+            return Err(self.fail("restart.start_limit.burst", "must be at least 1"));
+        }
+        Ok(config)
+    }
+
+    fn stop(&self, raw: super::schema::RawStop) -> StopConfig {
+        let defaults = StopConfig::default();
+        StopConfig {
+            signal: raw.signal.map_or(defaults.signal, |s| s.0),
+            timeout: raw.timeout.map_or(defaults.timeout, |s| s.0),
+        }
+    }
+
+    fn mounts(&self, raw: Vec<RawMount>) -> Result<Vec<Mount>, UnitError> {
+        let mut targets = BTreeSet::new();
+        let mut mounts = Vec::with_capacity(raw.len());
+        for (index, m) in raw.into_iter().enumerate() {
+            let field = |key: &str| format!("mounts[{index}].{key}");
+            let target = PathBuf::from(m.target);
+            if target == Path::new("/") {
+                return Err(self.fail(&field("target"), "cannot mount over the container's /"));
+            }
+            if !targets.insert(target.clone()) {
+                return Err(self.fail(
+                    &field("target"),
+                    format!("{} is mounted twice", target.display()),
+                ));
+            }
+            match m.kind {
+                MountKind::Bind => {
+                    if m.source.is_none() {
+                        return Err(self.fail(&field("source"), "required for a bind mount"));
+                    }
+                    if m.size.is_some() || m.mode.is_some() {
+                        return Err(
+                            self.fail(&field("size"), "size and mode only apply to tmpfs mounts")
+                        );
+                    }
+                }
+                MountKind::Tmpfs => {
+                    if m.source.is_some() {
+                        return Err(self.fail(&field("source"), "a tmpfs mount has no source"));
+                    }
+                }
+            }
+            mounts.push(Mount {
+                kind: m.kind,
+                source: m.source.map(PathBuf::from),
+                target,
+                readonly: m.readonly.unwrap_or(false),
+                size: m.size.map(|s| s.0),
+                mode: m.mode.map(|m| m.0),
+            });
+        }
+        Ok(mounts)
+    }
+
+    fn logging(&self, raw: super::schema::RawLogging) -> Result<LoggingConfig, UnitError> {
+        let defaults = LoggingConfig::default();
+        let config = LoggingConfig {
+            max_size: raw.max_size.map_or(defaults.max_size, |s| s.0),
+            max_files: raw.max_files.unwrap_or(defaults.max_files),
+        };
+        if config.max_size < 4096 {
+            return Err(self.fail("logging.max_size", "must be at least 4K"));
+        }
+        if config.max_files == 0 {
+            return Err(self.fail("logging.max_files", "must be at least 1"));
+        }
+        Ok(config)
+    }
+}
+
+/// Unit names may contain `_` and `.`, which host names may not.
+fn default_hostname(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect::<String>()
+        .trim_matches('-')
+        .chars()
+        .take(63)
+        .collect()
+}
+
+fn from_yaml_error(file: &Path, error: &serde_yaml::Error) -> UnitError {
+    let (line, column) = error.location().map_or((0, 0), |l| (l.line(), l.column()));
+    // yaml_serde says " at line L column C"; the location is printed first.
+    let text = error
+        .to_string()
+        .replacen(&format!(" at line {line} column {column}"), "", 1);
+    let (field, message) = match text.split_once(": ") {
+        Some((path, rest)) if !path.contains(' ') => (path.to_string(), rest.to_string()),
+        _ => (String::new(), text),
+    };
+    let message = match did_you_mean(&message) {
+        Some(hint) => format!("{message} (did you mean `{hint}`?)"),
+        None => message,
+    };
+    UnitError {
+        file: file.to_path_buf(),
+        line,
+        column,
+        field,
+        message,
+    }
+}
+
+/// For "unknown field `polcy`, expected `policy` or ..." (and unknown
+/// variants) find the closest expected word.
+fn did_you_mean(message: &str) -> Option<String> {
+    if !message.starts_with("unknown field") && !message.starts_with("unknown variant") {
+        return None;
+    }
+    let mut quoted = message.split('`').skip(1).step_by(2);
+    let unknown = quoted.next()?;
+    quoted
+        .map(|candidate| (edit_distance(unknown, candidate), candidate))
+        .filter(|(distance, candidate)| {
+            *distance <= (candidate.len().max(unknown.len()) / 3).max(1)
+        })
+        .min()
+        .map(|(_, candidate)| candidate.to_string())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let current = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                previous
+            } else {
+                1 + previous.min(row[j]).min(current)
+            };
+            previous = current;
+        }
+    }
+    row[b.len()]
+}
+
+/// Cross-field errors have no serde location: find the line of the (dotted)
+/// key in the text, falling back to its closest ancestor that is found.
+fn error_at(file: &Path, text: &str, field: &str, message: String) -> UnitError {
+    let (line, column) = locate_key(text, field);
+    UnitError {
+        file: file.to_path_buf(),
+        line,
+        column,
+        field: field.to_string(),
+        message,
+    }
+}
+
+fn locate_key(text: &str, field: &str) -> (usize, usize) {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut found = (0, 0);
+    let mut from = 0;
+    for part in field.split('.').filter(|p| !p.is_empty()) {
+        let key = part.split('[').next().unwrap_or(part);
+        let needle = format!("{key}:");
+        let hit = lines
+            .iter()
+            .enumerate()
+            .skip(from)
+            .find_map(|(index, line)| {
+                let code = line.split('#').next().unwrap_or("");
+                code.find(&needle)
+                    .filter(|&at| at == 0 || !is_key_char(code.as_bytes()[at - 1]))
+                    .map(|at| (index, at))
+            });
+        match hit {
+            Some((index, at)) => {
+                found = (index + 1, at + 1);
+                from = index;
+            }
+            None => break,
+        }
+    }
+    found
+}
+
+fn is_key_char(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'_'
+}
+
+#[cfg(test)]
+mod tests;
