@@ -1,0 +1,168 @@
+use super::*;
+use crate::unit::parse_unit;
+use std::path::Path;
+
+fn unit(name: &str, text: &str) -> Unit {
+    parse_unit(name, Path::new("t.yaml"), text).unwrap()
+}
+
+const BASE: &str = "rootfs: /r\nexec: [/bin/sleep, '100']\n";
+
+fn valid(text: &str) -> Outcome {
+    Outcome::Valid(Box::new(unit("a", text)))
+}
+
+fn running(text: &str) -> Actual {
+    Actual {
+        unit: Some(unit("a", text)),
+        active: true,
+        masked: false,
+    }
+}
+
+fn one(desired: Option<Outcome>, actual: Option<Actual>) -> Option<Action> {
+    let desired: BTreeMap<String, Outcome> = desired.into_iter().map(|d| ("a".into(), d)).collect();
+    let actual: BTreeMap<String, Actual> = actual.into_iter().map(|a| ("a".into(), a)).collect();
+    plan(&desired, &actual)
+        .into_iter()
+        .next()
+        .map(|(_, action)| action)
+}
+
+fn kind(action: &Option<Action>) -> &'static str {
+    match action {
+        None => "none",
+        Some(Action::Start(_)) => "start",
+        Some(Action::Restart(_)) => "restart",
+        Some(Action::UpdateLive(_)) => "update-live",
+        Some(Action::Keep(_)) => "keep",
+        Some(Action::Stop(_)) => "stop",
+        Some(Action::Mask) => "mask",
+        Some(Action::Invalid(_)) => "invalid",
+        Some(Action::Remove) => "remove",
+    }
+}
+
+#[test]
+fn every_action() {
+    let invalid = Outcome::Invalid(crate::unit::UnitError {
+        file: "t.yaml".into(),
+        line: 1,
+        column: 1,
+        field: String::new(),
+        message: "bad".into(),
+    });
+    let stopped = |text: &str| Actual {
+        active: false,
+        ..running(text)
+    };
+    let masked = Actual {
+        unit: None,
+        active: false,
+        masked: true,
+    };
+    let cases: Vec<(&str, Option<Outcome>, Option<Actual>, &str)> = vec![
+        ("new unit", Some(valid(BASE)), None, "start"),
+        (
+            "new disabled unit",
+            Some(valid(&format!("{BASE}enabled: false\n"))),
+            None,
+            "keep",
+        ),
+        ("unchanged", Some(valid(BASE)), Some(running(BASE)), "keep"),
+        (
+            "comments and key order only",
+            Some(valid("# hi\nexec: [/bin/sleep, '100']   # x\nrootfs: /r\n")),
+            Some(running(BASE)),
+            "keep",
+        ),
+        (
+            "exec changed",
+            Some(valid("rootfs: /r\nexec: [/bin/true]\n")),
+            Some(running(BASE)),
+            "restart",
+        ),
+        (
+            "changed while stopped",
+            Some(valid("rootfs: /r\nexec: [/bin/true]\n")),
+            Some(stopped(BASE)),
+            "keep",
+        ),
+        (
+            "restart policy only",
+            Some(valid(&format!("{BASE}restart: {{policy: always}}\n"))),
+            Some(running(BASE)),
+            "update-live",
+        ),
+        (
+            "disabled while running",
+            Some(valid(&format!("{BASE}enabled: false\n"))),
+            Some(running(BASE)),
+            "stop",
+        ),
+        (
+            "re-enabled",
+            Some(valid(BASE)),
+            Some(stopped(&format!("{BASE}enabled: false\n"))),
+            "start",
+        ),
+        ("file deleted", None, Some(running(BASE)), "remove"),
+        (
+            "masked while running",
+            Some(Outcome::Masked),
+            Some(running(BASE)),
+            "mask",
+        ),
+        (
+            "still masked",
+            Some(Outcome::Masked),
+            Some(masked.clone()),
+            "none",
+        ),
+        ("unmasked", Some(valid(BASE)), Some(masked), "start"),
+        (
+            "became invalid",
+            Some(invalid.clone()),
+            Some(running(BASE)),
+            "invalid",
+        ),
+        ("never valid", Some(invalid), None, "invalid"),
+        ("nothing at all", None, None, "none"),
+    ];
+    for (what, desired, actual, want) in cases {
+        assert_eq!(kind(&one(desired, actual)), want, "{what}");
+    }
+}
+
+#[test]
+fn plans_many_units_independently() {
+    let mut desired = BTreeMap::new();
+    let mut actual = BTreeMap::new();
+    for i in 0..500 {
+        let name = format!("u{i}");
+        let text = format!("rootfs: /r\nexec: [/bin/echo, '{i}']\n");
+        desired.insert(name.clone(), Outcome::Valid(Box::new(unit(&name, &text))));
+        actual.insert(
+            name.clone(),
+            Actual {
+                unit: Some(unit(&name, &text)),
+                active: true,
+                masked: false,
+            },
+        );
+    }
+    desired.insert(
+        "u7".into(),
+        Outcome::Valid(Box::new(unit(
+            "u7",
+            "rootfs: /r\nexec: [/bin/echo, changed]\n",
+        ))),
+    );
+    let actions = plan(&desired, &actual);
+    let changed: Vec<&str> = actions
+        .iter()
+        .filter(|(_, a)| !matches!(a, Action::Keep(_)))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(changed, ["u7"]);
+}
