@@ -1,5 +1,8 @@
 //! supd: a declarative supervisor for long-lived Linux containers.
 
+pub mod control;
+pub mod init;
 pub mod plan;
+pub mod runtime;
 pub mod supervisor;
 pub mod unit;

@@ -1,0 +1,51 @@
+//! The blocking client side, used by supctl.
+
+use super::protocol::{Command, Request, Response, PROTOCOL_VERSION};
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot connect to supd at {path}: {source} (is supd running? set --socket or SUPD_SOCKET)"
+    )]
+    Connect { path: PathBuf, source: io::Error },
+    #[error("talking to supd at {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("supd at {path} closed the connection without answering")]
+    NoAnswer { path: PathBuf },
+    #[error("unexpected answer from supd at {path}: {detail}")]
+    BadAnswer { path: PathBuf, detail: String },
+}
+
+pub fn call(socket: &Path, command: Command) -> Result<Response, ClientError> {
+    let io_error = |source| ClientError::Io {
+        path: socket.to_path_buf(),
+        source,
+    };
+    let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
+        path: socket.to_path_buf(),
+        source,
+    })?;
+    let request = Request {
+        v: PROTOCOL_VERSION,
+        command,
+    };
+    let mut line = serde_json::to_vec(&request).map_err(|e| io_error(io::Error::other(e)))?;
+    line.push(b'\n');
+    stream.write_all(&line).map_err(io_error)?;
+    let mut answer = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut answer)
+        .map_err(io_error)?;
+    if answer.is_empty() {
+        return Err(ClientError::NoAnswer {
+            path: socket.to_path_buf(),
+        });
+    }
+    serde_json::from_str(&answer).map_err(|e| ClientError::BadAnswer {
+        path: socket.to_path_buf(),
+        detail: e.to_string(),
+    })
+}

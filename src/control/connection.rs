@@ -1,0 +1,179 @@
+//! One client connection on the daemon side: non-blocking, line-framed, with
+//! an input limit, so a slow or hostile client can never stall the loop.
+
+use super::protocol::{Request, Response, MAX_REQUEST_BYTES, PROTOCOL_VERSION};
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+
+pub struct Connection {
+    pub stream: UnixStream,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    /// The peer closed its side, or sent something we will not read past.
+    pub read_closed: bool,
+}
+
+/// What a line of input turned into.
+pub enum Incoming {
+    Request(Request),
+    /// Already answered with an error response.
+    Rejected,
+}
+
+impl Connection {
+    pub fn new(stream: UnixStream) -> io::Result<Self> {
+        stream.set_nonblocking(true)?;
+        Ok(Connection {
+            stream,
+            input: Vec::new(),
+            output: Vec::new(),
+            read_closed: false,
+        })
+    }
+
+    /// Reads what is available. Returns an error only for a broken socket.
+    pub fn fill(&mut self) -> io::Result<()> {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    self.read_closed = true;
+                    return Ok(());
+                }
+                Ok(n) => {
+                    self.input.extend_from_slice(&chunk[..n]);
+                    if self.input.len() > MAX_REQUEST_BYTES && !self.input.contains(&b'\n') {
+                        return Ok(());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The next complete request line, if any. Malformed, oversized or
+    /// wrong-version lines are answered here with an error response.
+    pub fn next_request(&mut self) -> Option<Incoming> {
+        let Some(end) = self.input.iter().position(|&b| b == b'\n') else {
+            if self.input.len() > MAX_REQUEST_BYTES {
+                self.input.clear();
+                self.read_closed = true;
+                self.send(&Response::error(format!(
+                    "request longer than {MAX_REQUEST_BYTES} bytes"
+                )));
+                return Some(Incoming::Rejected);
+            }
+            return None;
+        };
+        let line: Vec<u8> = self.input.drain(..=end).collect();
+        let line = &line[..line.len() - 1];
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return self.next_request();
+        }
+        if line.len() > MAX_REQUEST_BYTES {
+            self.send(&Response::error(format!(
+                "request longer than {MAX_REQUEST_BYTES} bytes"
+            )));
+            return Some(Incoming::Rejected);
+        }
+        match parse_request(line) {
+            Ok(request) => Some(Incoming::Request(request)),
+            Err(message) => {
+                self.send(&Response::error(message));
+                Some(Incoming::Rejected)
+            }
+        }
+    }
+
+    /// Queues a response and writes as much as the socket takes.
+    pub fn send(&mut self, response: &Response) {
+        match serde_json::to_vec(response) {
+            Ok(mut line) => {
+                line.push(b'\n');
+                self.output.extend_from_slice(&line);
+            }
+            Err(e) => log::error!("cannot encode a response: {e}"),
+        }
+        let _ = self.flush();
+    }
+
+    /// Returns true once everything queued is written.
+    pub fn flush(&mut self) -> io::Result<bool> {
+        while !self.output.is_empty() {
+            match self.stream.write(&self.output) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.output.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    pub fn wants_write(&self) -> bool {
+        !self.output.is_empty()
+    }
+}
+
+fn parse_request(line: &[u8]) -> Result<Request, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(line).map_err(|e| format!("malformed request: {e}"))?;
+    match value.get("v").and_then(serde_json::Value::as_u64) {
+        Some(v) if v == u64::from(PROTOCOL_VERSION) => {}
+        Some(v) => {
+            return Err(format!(
+                "unsupported protocol version {v} (this supd speaks {PROTOCOL_VERSION})"
+            ))
+        }
+        None => return Err("request without protocol version \"v\"".into()),
+    }
+    serde_json::from_value(value).map_err(|e| format!("invalid request: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(bytes: &[u8]) -> (Vec<bool>, String) {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let mut conn = Connection::new(a).unwrap();
+        b.write_all(bytes).unwrap();
+        drop(b.try_clone().unwrap());
+        conn.fill().unwrap();
+        let mut seen = Vec::new();
+        while let Some(incoming) = conn.next_request() {
+            seen.push(matches!(incoming, Incoming::Request(_)));
+        }
+        b.set_nonblocking(true).unwrap();
+        let mut answers = String::new();
+        let _ = b.read_to_string(&mut answers);
+        (seen, answers)
+    }
+
+    #[test]
+    fn garbage_gets_error_responses_and_valid_lines_still_parse() {
+        let (seen, answers) = feed(
+            b"not json\n{\"v\":2,\"cmd\":\"status\"}\n{\"cmd\":\"status\"}\n{\"v\":1,\"cmd\":\"nope\"}\n\n{\"v\":1,\"cmd\":\"status\"}\n",
+        );
+        assert_eq!(seen, [false, false, false, false, true]);
+        let lines: Vec<&str> = answers.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert!(lines[0].contains("malformed request"));
+        assert!(lines[1].contains("unsupported protocol version 2"));
+        assert!(lines[2].contains("without protocol version"));
+        assert!(lines[3].contains("invalid request"));
+    }
+
+    #[test]
+    fn oversized_request_is_refused() {
+        let big = vec![b'x'; MAX_REQUEST_BYTES + 10];
+        let (seen, answers) = feed(&big);
+        assert_eq!(seen, [false]);
+        assert!(answers.contains("request longer than"));
+    }
+}

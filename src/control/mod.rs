@@ -1,0 +1,6 @@
+//! The control socket: protocol types shared by supd and supctl, the
+//! daemon's connection handling and the client.
+
+pub mod client;
+pub mod connection;
+pub mod protocol;

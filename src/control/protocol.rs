@@ -1,0 +1,174 @@
+//! JSON lines over a Unix socket: one request object per line, one response
+//! per line, each carrying the protocol version.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Longest request line the daemon reads before answering with an error.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub v: u32,
+    #[serde(flatten)]
+    pub command: Command,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Command {
+    /// Status of the named units, or of all.
+    Status {
+        #[serde(default)]
+        names: Vec<String>,
+    },
+    /// With `wait`, the answer comes once every unit settled.
+    Start {
+        names: Vec<String>,
+        #[serde(default)]
+        wait: bool,
+    },
+    Stop {
+        names: Vec<String>,
+        #[serde(default)]
+        wait: bool,
+    },
+    Restart {
+        names: Vec<String>,
+        #[serde(default)]
+        wait: bool,
+    },
+    ResetFailed {
+        #[serde(default)]
+        names: Vec<String>,
+    },
+    /// Re-read the unit directories now.
+    Reload,
+    /// Where a unit's log files are, oldest first.
+    Logs { name: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub v: u32,
+    #[serde(flatten)]
+    pub body: Body,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Body {
+    Status {
+        units: Vec<UnitStatus>,
+    },
+    /// A command was carried out; `failed` lists units that did not reach
+    /// the asked-for state, with why.
+    Done {
+        message: String,
+        #[serde(default)]
+        failed: Vec<UnitFailure>,
+    },
+    Logs {
+        files: Vec<PathBuf>,
+    },
+    Error {
+        message: String,
+    },
+}
+
+impl Response {
+    pub fn new(body: Body) -> Self {
+        Response {
+            v: PROTOCOL_VERSION,
+            body,
+        }
+    }
+
+    pub fn error(message: impl Into<String>) -> Self {
+        Response::new(Body::Error {
+            message: message.into(),
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UnitFailure {
+    pub name: String,
+    pub state: String,
+    pub error: Option<String>,
+}
+
+/// One unit in `supctl status --json`, exactly as DESIGN section 6.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UnitStatus {
+    pub name: String,
+    pub state: String,
+    pub pid: Option<i32>,
+    pub since: Option<String>,
+    pub restarts: u32,
+    pub last_exit: Option<LastExit>,
+    pub oom_kills: Option<u64>,
+    pub cpu_percent: Option<f64>,
+    pub memory_bytes: Option<u64>,
+    pub working_set_bytes: Option<u64>,
+    pub pids: Option<u64>,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastExit {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub oom_killed: bool,
+}
+
+/// Seconds since the epoch as RFC 3339 UTC (`2026-11-22T10:00:00Z`).
+pub fn rfc3339(unix_seconds: u64) -> String {
+    let days = (unix_seconds / 86_400) as i64;
+    let secs = unix_seconds % 86_400;
+    // Howard Hinnant's civil-from-days algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_341_600), "2026-11-22T10:00:00Z");
+    }
+
+    #[test]
+    fn wire_format() {
+        let request: Request =
+            serde_json::from_str(r#"{"v":1,"cmd":"stop","names":["a"],"wait":true}"#).unwrap();
+        assert_eq!(
+            request.command,
+            Command::Stop {
+                names: vec!["a".into()],
+                wait: true
+            }
+        );
+        let text = serde_json::to_string(&Response::error("nope")).unwrap();
+        assert_eq!(text, r#"{"v":1,"type":"error","message":"nope"}"#);
+        assert!(serde_json::from_str::<Request>(r#"{"v":1,"cmd":"explode"}"#).is_err());
+    }
+}

@@ -1,0 +1,45 @@
+//! Building containers from Linux primitives. `spawn` runs in the daemon and
+//! does as little as possible between clone and exec; everything else happens
+//! in the init stage (`setup`), a fresh exec of the supd binary inside the new
+//! namespaces.
+
+mod netlo;
+pub mod rootfs;
+pub mod setup;
+pub mod spawn;
+mod user;
+
+pub use setup::{SetupError, Spec};
+pub use spawn::{spawn, SpawnError, Spawned};
+
+use std::path::PathBuf;
+
+/// The daemon's directories (DESIGN section 1).
+#[derive(Clone, Debug)]
+pub struct Dirs {
+    pub runtime: PathBuf,
+    pub state: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Dirs {
+    /// Where a container's root is assembled (an empty directory on the host;
+    /// the container mounts a private tmpfs over it).
+    pub fn staging(&self, name: &str) -> PathBuf {
+        self.runtime.join("containers").join(name)
+    }
+
+    pub fn unit_state(&self, name: &str) -> PathBuf {
+        self.state.join(name)
+    }
+
+    pub fn log_file(&self, name: &str) -> PathBuf {
+        self.log.join(format!("{name}.log"))
+    }
+}
+
+/// File descriptor numbers in the init stage, fixed by `spawn`.
+pub const SPEC_FD: i32 = 3;
+pub const REPORT_FD: i32 = 4;
+/// The hidden subcommand of the supd binary that runs the init stage.
+pub const INIT_STAGE_ARG: &str = "__init-stage";

@@ -1,0 +1,186 @@
+//! Host side of starting a container. Everything is prepared before the
+//! clone; the child only rearranges descriptors, restores the signal mask and
+//! re-executes supd as the init stage (async-signal-safe calls only).
+
+use super::{Dirs, Spec, INIT_STAGE_ARG, REPORT_FD, SPEC_FD};
+use crate::unit::{NetworkMode, Unit};
+use nix::fcntl::OFlag;
+use nix::sys::memfd::{memfd_create, MFdFlags};
+use nix::unistd::Pid;
+use std::ffi::CString;
+use std::fs::{self, File};
+use std::io::{self, Seek, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("prepare {path}: {source}")]
+    Prepare { path: PathBuf, source: io::Error },
+    #[error("{what}: {source}")]
+    Sys {
+        what: &'static str,
+        source: io::Error,
+    },
+}
+
+fn sys(what: &'static str) -> impl FnOnce(nix::Error) -> SpawnError {
+    move |e| SpawnError::Sys {
+        what,
+        source: e.into(),
+    }
+}
+
+/// A container whose init stage is starting.
+#[derive(Debug)]
+pub struct Spawned {
+    /// Host PID of the container's PID 1.
+    pub pid: Pid,
+    /// Race-free handle for signalling it (the PID could be reused once
+    /// reaped; the pidfd cannot).
+    pub pidfd: OwnedFd,
+    /// Read end of the setup report pipe: EOF without data means the
+    /// workload was executed, a JSON line is a `SetupError`.
+    pub report: File,
+    /// Read end of the workload's stdout and stderr.
+    pub output: File,
+}
+
+pub fn spawn(unit: &Unit, dirs: &Dirs, exe: &File) -> Result<Spawned, SpawnError> {
+    let staging = dirs.staging(&unit.name);
+    fs::create_dir_all(&staging).map_err(|source| SpawnError::Prepare {
+        path: staging.clone(),
+        source,
+    })?;
+    let spec = Spec {
+        unit: unit.clone(),
+        staging,
+        state_dir: dirs.unit_state(&unit.name),
+    };
+    let spec_fd = write_spec(&spec)?;
+    let (report_read, report_write) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys("report pipe"))?;
+    let (output_read, output_write) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys("output pipe"))?;
+    let devnull = File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|source| SpawnError::Prepare {
+            path: "/dev/null".into(),
+            source,
+        })?;
+    let argv0 = CString::new("supd").unwrap_or_default();
+    let argv1 = CString::new(INIT_STAGE_ARG).unwrap_or_default();
+    let argv = [argv0.as_ptr(), argv1.as_ptr(), std::ptr::null()];
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    let child_fds = ChildFds {
+        stdin: devnull.as_raw_fd(),
+        output: output_write.as_raw_fd(),
+        spec: spec_fd.as_raw_fd(),
+        report: report_write.as_raw_fd(),
+        exe: exe.as_raw_fd(),
+    };
+
+    let mut flags = libc::CLONE_NEWPID
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWCGROUP
+        | libc::CLONE_PIDFD;
+    if unit.network.mode == NetworkMode::None {
+        flags |= libc::CLONE_NEWNET;
+    }
+    let mut pidfd: libc::c_int = -1;
+    // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child gets a
+    // copy of this single-threaded process and only runs `exec_init_stage`,
+    // which uses async-signal-safe system calls and never returns.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            std::ptr::null_mut::<libc::c_void>(),
+            &mut pidfd as *mut libc::c_int,
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    if ret == 0 {
+        exec_init_stage(&child_fds, &argv, &envp);
+    }
+    if ret < 0 {
+        return Err(SpawnError::Sys {
+            what: "clone",
+            source: io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: CLONE_PIDFD stored a new descriptor that only we own.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    Ok(Spawned {
+        pid: Pid::from_raw(ret as libc::pid_t),
+        pidfd,
+        report: File::from(report_read),
+        output: File::from(output_read),
+    })
+}
+
+fn write_spec(spec: &Spec) -> Result<OwnedFd, SpawnError> {
+    let fd = memfd_create("supd-spec", MFdFlags::MFD_CLOEXEC).map_err(sys("memfd"))?;
+    let mut file = File::from(fd);
+    let text = serde_json::to_vec(spec).map_err(|e| SpawnError::Sys {
+        what: "spec",
+        source: io::Error::other(e),
+    })?;
+    file.write_all(&text)
+        .and_then(|()| file.rewind())
+        .map_err(|source| SpawnError::Sys {
+            what: "spec",
+            source,
+        })?;
+    Ok(OwnedFd::from(file))
+}
+
+struct ChildFds {
+    stdin: RawFd,
+    output: RawFd,
+    spec: RawFd,
+    report: RawFd,
+    exe: RawFd,
+}
+
+/// Runs in the cloned child. Moves every descriptor above the target range
+/// first, so that dup2 onto 0-4 never clobbers a source.
+fn exec_init_stage(
+    fds: &ChildFds,
+    argv: &[*const libc::c_char; 3],
+    envp: &[*const libc::c_char; 1],
+) -> ! {
+    const FLOOR: RawFd = 10;
+    // SAFETY: only async-signal-safe calls on descriptors inherited from the
+    // parent; on any failure the child exits at once.
+    unsafe {
+        let high = |fd: RawFd| libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, FLOOR);
+        let moved = [
+            high(fds.stdin),
+            high(fds.output),
+            high(fds.output),
+            high(fds.spec),
+            high(fds.report),
+        ];
+        let targets = [0, 1, 2, SPEC_FD, REPORT_FD];
+        for (source, target) in moved.iter().zip(targets) {
+            if *source < 0 || libc::dup2(*source, target) < 0 {
+                libc::_exit(126);
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        // supd ignores SIGPIPE; an ignored disposition would survive exec.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::fexecve(fds.exe, argv.as_ptr(), envp.as_ptr());
+        let message = b"{\"step\":\"exec-init-stage\",\"path\":null,\"message\":\"cannot re-execute supd\"}\n";
+        libc::write(REPORT_FD, message.as_ptr().cast(), message.len());
+        libc::_exit(126);
+    }
+}

@@ -1,0 +1,179 @@
+//! Resolving `user:` against the container's own /etc/passwd and /etc/group.
+
+use super::SetupError;
+use crate::unit::{IdOrName, UserSpec};
+use std::fs;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub home: String,
+}
+
+struct PasswdEntry {
+    name: String,
+    uid: u32,
+    gid: u32,
+    home: String,
+}
+
+struct GroupEntry {
+    name: String,
+    gid: u32,
+    members: Vec<String>,
+}
+
+/// Reads /etc/passwd and /etc/group of the current root (after pivot_root).
+pub fn resolve(spec: Option<&UserSpec>) -> Result<Credentials, SetupError> {
+    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = fs::read_to_string("/etc/group").unwrap_or_default();
+    resolve_in(spec, &passwd, &group)
+}
+
+fn resolve_in(
+    spec: Option<&UserSpec>,
+    passwd: &str,
+    group: &str,
+) -> Result<Credentials, SetupError> {
+    let users = parse_passwd(passwd);
+    let groups = parse_group(group);
+    let fail = |message: String| SetupError::message("user", Some("/etc/passwd"), message);
+    let default = UserSpec {
+        user: IdOrName::Id(0),
+        group: None,
+    };
+    let spec = spec.unwrap_or(&default);
+    let (uid, entry) = match &spec.user {
+        IdOrName::Id(uid) => (*uid, users.iter().find(|u| u.uid == *uid)),
+        IdOrName::Name(name) => {
+            let entry = users
+                .iter()
+                .find(|u| &u.name == name)
+                .ok_or_else(|| fail(format!("no user {name:?} in the container's /etc/passwd")))?;
+            (entry.uid, Some(entry))
+        }
+    };
+    // Like Docker: a numeric uid without a passwd entry gets gid 0.
+    let gid = match &spec.group {
+        Some(IdOrName::Id(gid)) => *gid,
+        Some(IdOrName::Name(name)) => groups
+            .iter()
+            .find(|g| &g.name == name)
+            .map(|g| g.gid)
+            .ok_or_else(|| {
+                SetupError::message(
+                    "user",
+                    Some("/etc/group"),
+                    format!("no group {name:?} in the container's /etc/group"),
+                )
+            })?,
+        None => entry.map_or(0, |e| e.gid),
+    };
+    let mut supplementary: Vec<u32> = match entry {
+        Some(e) => groups
+            .iter()
+            .filter(|g| g.members.iter().any(|m| m == &e.name))
+            .map(|g| g.gid)
+            .collect(),
+        None => Vec::new(),
+    };
+    if spec.group.is_none() {
+        supplementary.push(gid);
+    }
+    supplementary.sort_unstable();
+    supplementary.dedup();
+    Ok(Credentials {
+        uid,
+        gid,
+        groups: supplementary,
+        home: entry.map_or_else(|| "/".to_string(), |e| e.home.clone()),
+    })
+}
+
+fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            Some(PasswdEntry {
+                name: f.first()?.to_string(),
+                uid: f.get(2)?.parse().ok()?,
+                gid: f.get(3)?.parse().ok()?,
+                home: f.get(5).unwrap_or(&"/").to_string(),
+            })
+        })
+        .collect()
+}
+
+fn parse_group(text: &str) -> Vec<GroupEntry> {
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            Some(GroupEntry {
+                name: f.first()?.to_string(),
+                gid: f.get(2)?.parse().ok()?,
+                members: f
+                    .get(3)
+                    .map(|m| {
+                        m.split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(String::from)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str =
+        "root:x:0:0:root:/root:/bin/sh\nwww:x:101:102:web:/var/www:/bin/false\nbroken line\n";
+    const GROUP: &str = "root:x:0:\nwww:x:102:\nlog:x:4:www,other\nmisc:x:9:\n";
+
+    fn spec(text: &str) -> UserSpec {
+        crate::unit::parse_unit(
+            "a",
+            "f".as_ref(),
+            &format!("rootfs: /r\nexec: [/x]\nuser: \"{text}\"\n"),
+        )
+        .unwrap()
+        .user
+        .unwrap()
+    }
+
+    #[test]
+    fn resolves_names_ids_and_groups() {
+        let creds = |text: &str| resolve_in(Some(&spec(text)), PASSWD, GROUP);
+        let www = creds("www").unwrap();
+        assert_eq!(
+            (www.uid, www.gid, www.groups.clone(), www.home.as_str()),
+            (101, 102, vec![4, 102], "/var/www")
+        );
+        let numeric = creds("101").unwrap();
+        assert_eq!((numeric.uid, numeric.gid), (101, 102));
+        let unknown_id = creds("4242").unwrap();
+        assert_eq!(
+            (unknown_id.uid, unknown_id.gid, unknown_id.home.as_str()),
+            (4242, 0, "/")
+        );
+        let explicit = creds("www:misc").unwrap();
+        assert_eq!((explicit.gid, explicit.groups), (9, vec![4]));
+        let ids = creds("5:6").unwrap();
+        assert_eq!((ids.uid, ids.gid), (5, 6));
+        assert!(creds("nobody")
+            .unwrap_err()
+            .to_string()
+            .contains("no user \"nobody\""));
+        assert!(creds("www:nogroup")
+            .unwrap_err()
+            .to_string()
+            .contains("no group"));
+        let root = resolve_in(None, PASSWD, GROUP).unwrap();
+        assert_eq!((root.uid, root.gid, root.home.as_str()), (0, 0, "/root"));
+    }
+}
