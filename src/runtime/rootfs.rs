@@ -230,10 +230,8 @@ pub fn resolve_in_root(root: &Path, target: &Path) -> io::Result<PathBuf> {
                     _ => current = next,
                 }
             }
-            Some(Component::ParentDir) => {
-                if current != root {
-                    current.pop();
-                }
+            Some(Component::ParentDir) if current != root => {
+                current.pop();
             }
             _ => {}
         }

@@ -72,7 +72,14 @@ pub fn spawn(unit: &Unit, dirs: &Dirs, exe: &File) -> Result<Spawned, SpawnError
         })?;
     let argv0 = CString::new("supd").unwrap_or_default();
     let argv1 = CString::new(INIT_STAGE_ARG).unwrap_or_default();
-    let argv = [argv0.as_ptr(), argv1.as_ptr(), std::ptr::null()];
+    // Not read by the init stage: it names the container in `ps` output.
+    let argv2 = CString::new(spec.staging.as_os_str().as_encoded_bytes()).unwrap_or_default();
+    let argv = [
+        argv0.as_ptr(),
+        argv1.as_ptr(),
+        argv2.as_ptr(),
+        std::ptr::null(),
+    ];
     let envp: [*const libc::c_char; 1] = [std::ptr::null()];
     let child_fds = ChildFds {
         stdin: devnull.as_raw_fd(),
@@ -152,7 +159,7 @@ struct ChildFds {
 /// first, so that dup2 onto 0-4 never clobbers a source.
 fn exec_init_stage(
     fds: &ChildFds,
-    argv: &[*const libc::c_char; 3],
+    argv: &[*const libc::c_char; 4],
     envp: &[*const libc::c_char; 1],
 ) -> ! {
     const FLOOR: RawFd = 10;

@@ -1,1 +1,413 @@
+//! The daemon: one single-threaded event loop over a signalfd, a timerfd, the
+//! control socket, its clients and the containers' pipes. Idle means blocked
+//! in epoll_wait with no timer armed: zero wake-ups.
+
+mod entry;
+mod handlers;
+mod lifecycle;
+pub mod logs;
+mod reconcile;
 pub mod restart;
+
+use crate::control::connection::{Connection, Incoming};
+use crate::runtime::Dirs;
+use entry::Entry;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Unit directories, highest precedence first.
+    pub units_dirs: Vec<PathBuf>,
+    pub dirs: Dirs,
+    pub socket: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error("{what} {}: {source}", .path.display())]
+    Setup {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("{what}: {source}")]
+    Sys {
+        what: &'static str,
+        source: nix::Error,
+    },
+    #[error("another supd is already listening on {}", .0.display())]
+    SocketInUse(PathBuf),
+}
+
+const TOKEN_SIGNALS: u64 = 1;
+const TOKEN_TIMER: u64 = 2;
+const TOKEN_LISTENER: u64 = 3;
+const FIRST_DYNAMIC_TOKEN: u64 = 16;
+
+/// What a dynamic epoll token stands for.
+enum Source {
+    Client,
+    Report(String),
+    Output(String),
+}
+
+/// A client waiting for units to settle after start/stop/restart.
+struct Waiter {
+    token: u64,
+    names: Vec<String>,
+    goal: Goal,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Goal {
+    Running,
+    Stopped,
+}
+
+pub struct Supervisor {
+    options: Options,
+    epoll: Epoll,
+    signals: SignalFd,
+    timer: TimerFd,
+    listener: UnixListener,
+    /// The supd binary, opened once so that containers start from the same
+    /// executable even if the file is replaced by an upgrade.
+    exe: File,
+    entries: BTreeMap<String, Entry>,
+    sources: HashMap<u64, Source>,
+    clients: HashMap<u64, Connection>,
+    waiters: Vec<Waiter>,
+    next_token: u64,
+    shutting_down: bool,
+}
+
+fn sys(what: &'static str) -> impl FnOnce(nix::Error) -> SupervisorError {
+    move |source| SupervisorError::Sys { what, source }
+}
+
+fn setup(what: &'static str, path: &std::path::Path) -> impl FnOnce(io::Error) -> SupervisorError {
+    let path = path.to_path_buf();
+    move |source| SupervisorError::Setup { what, path, source }
+}
+
+/// Monotonic now, the clock of every timer and the restart tracker.
+pub fn monotonic_now() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(Duration::from)
+        .unwrap_or_default()
+}
+
+impl Supervisor {
+    pub fn new(options: Options) -> Result<Self, SupervisorError> {
+        // Signals must be blocked before any thread exists and before the
+        // signalfd is read; children restore the mask before exec.
+        let mut mask = SigSet::empty();
+        for signal in [
+            Signal::SIGCHLD,
+            Signal::SIGTERM,
+            Signal::SIGINT,
+            Signal::SIGHUP,
+        ] {
+            mask.add(signal);
+        }
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
+            .map_err(sys("block signals"))?;
+        // SAFETY: setting SIGPIPE to ignore installs no handler code; writes
+        // to a vanished client then fail with EPIPE instead of killing supd.
+        unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn) }
+            .map_err(sys("ignore SIGPIPE"))?;
+        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .map_err(sys("signalfd"))?;
+        let timer = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )
+        .map_err(sys("timerfd"))?;
+        for dir in [
+            &options.dirs.runtime,
+            &options.dirs.state,
+            &options.dirs.log,
+        ] {
+            fs::create_dir_all(dir).map_err(setup("create directory", dir))?;
+        }
+        let exe = File::open("/proc/self/exe").map_err(setup("open", "/proc/self/exe".as_ref()))?;
+        let listener = bind_socket(&options.socket)?;
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(sys("epoll"))?;
+        let watch = |fd: std::os::fd::BorrowedFd<'_>, token| {
+            epoll
+                .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token))
+                .map_err(sys("epoll add"))
+        };
+        watch(signals.as_fd(), TOKEN_SIGNALS)?;
+        watch(timer.as_fd(), TOKEN_TIMER)?;
+        watch(listener.as_fd(), TOKEN_LISTENER)?;
+        Ok(Supervisor {
+            options,
+            epoll,
+            signals,
+            timer,
+            listener,
+            exe,
+            entries: BTreeMap::new(),
+            sources: HashMap::new(),
+            clients: HashMap::new(),
+            waiters: Vec::new(),
+            next_token: FIRST_DYNAMIC_TOKEN,
+            shutting_down: false,
+        })
+    }
+
+    /// Runs until SIGTERM or SIGINT has stopped every container.
+    pub fn run(mut self) -> Result<(), SupervisorError> {
+        self.reload();
+        let mut events = vec![EpollEvent::empty(); 64];
+        loop {
+            self.settle_waiters();
+            if self.shutting_down && self.entries.values().all(|e| e.run.is_none()) {
+                break;
+            }
+            self.arm_timer()?;
+            let ready = match self.epoll.wait(&mut events, EpollTimeout::NONE) {
+                Ok(n) => n,
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => {
+                    return Err(SupervisorError::Sys {
+                        what: "epoll_wait",
+                        source: e,
+                    })
+                }
+            };
+            for event in &events[..ready] {
+                self.dispatch(event.data(), event.events());
+            }
+        }
+        let _ = fs::remove_file(&self.options.socket);
+        log::info!("all containers stopped, exiting");
+        Ok(())
+    }
+
+    fn dispatch(&mut self, token: u64, flags: EpollFlags) {
+        match token {
+            TOKEN_SIGNALS => self.on_signals(),
+            TOKEN_TIMER => self.on_timer(),
+            TOKEN_LISTENER => self.accept_clients(),
+            _ => match self.sources.get(&token) {
+                Some(Source::Client) => self.on_client(token, flags),
+                Some(Source::Report(name)) => {
+                    let name = name.clone();
+                    self.on_report(&name);
+                }
+                Some(Source::Output(name)) => {
+                    let name = name.clone();
+                    self.on_output(&name);
+                }
+                None => {}
+            },
+        }
+    }
+
+    fn on_signals(&mut self) {
+        while let Ok(Some(info)) = self.signals.read_signal() {
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGCHLD) => self.reap_children(),
+                Ok(Signal::SIGTERM | Signal::SIGINT) => self.shutdown(),
+                Ok(Signal::SIGHUP) => self.reload(),
+                _ => {}
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        if !self.shutting_down {
+            log::info!("shutting down: stopping all containers");
+            self.shutting_down = true;
+        }
+        let names: Vec<String> = self.entries.keys().cloned().collect();
+        for name in names.iter().rev() {
+            self.stop_unit(name, entry::AfterStop::Nothing);
+        }
+    }
+
+    fn arm_timer(&mut self) -> Result<(), SupervisorError> {
+        let next = self
+            .entries
+            .values()
+            .filter_map(|e| e.timer.map(|(at, _)| at))
+            .min();
+        match next {
+            Some(at) => self
+                .timer
+                .set(
+                    Expiration::OneShot(TimeSpec::from_duration(at.max(Duration::from_nanos(1)))),
+                    TimerSetTimeFlags::TFD_TIMER_ABSTIME,
+                )
+                .map_err(sys("timerfd set")),
+            None => self.timer.unset().map_err(sys("timerfd unset")),
+        }
+    }
+
+    fn on_timer(&mut self) {
+        let _ = self.timer.wait();
+        let now = monotonic_now();
+        let due: Vec<(String, entry::TimerKind)> = self
+            .entries
+            .values()
+            .filter_map(|e| match e.timer {
+                Some((at, kind)) if at <= now => Some((e.name.clone(), kind)),
+                _ => None,
+            })
+            .collect();
+        for (name, kind) in due {
+            if let Some(entry) = self.entries.get_mut(&name) {
+                entry.timer = None;
+            }
+            match kind {
+                entry::TimerKind::Restart => self.start_unit(&name),
+                entry::TimerKind::Kill => self.kill_unit(&name),
+            }
+        }
+    }
+
+    fn register(&mut self, fd: std::os::fd::BorrowedFd<'_>, source: Source) -> Option<u64> {
+        let token = self.next_token;
+        self.next_token += 1;
+        match self
+            .epoll
+            .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token))
+        {
+            Ok(()) => {
+                self.sources.insert(token, source);
+                Some(token)
+            }
+            Err(e) => {
+                log::error!("cannot watch a descriptor: {e}");
+                None
+            }
+        }
+    }
+
+    fn unregister(&mut self, fd: std::os::fd::BorrowedFd<'_>, token: u64) {
+        let _ = self.epoll.delete(fd);
+        self.sources.remove(&token);
+    }
+
+    fn accept_clients(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => self.add_client(stream),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    log::warn!("accept on the control socket: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_client(&mut self, stream: UnixStream) {
+        let connection = match Connection::new(stream) {
+            Ok(c) => c,
+            Err(e) => return log::warn!("control client: {e}"),
+        };
+        if let Some(token) = self.register(connection.stream.as_fd(), Source::Client) {
+            self.clients.insert(token, connection);
+        }
+    }
+
+    fn on_client(&mut self, token: u64, flags: EpollFlags) {
+        let Some(connection) = self.clients.get_mut(&token) else {
+            return;
+        };
+        let broken = (flags.contains(EpollFlags::EPOLLIN) && connection.fill().is_err())
+            || connection.flush().is_err();
+        if broken {
+            return self.drop_client(token);
+        }
+        if !self.waiters.iter().any(|w| w.token == token) {
+            self.serve_client(token);
+        }
+        self.update_client(token);
+    }
+
+    /// Answers the client's complete lines in order; a request that waits for
+    /// units to settle holds back the lines behind it.
+    fn serve_client(&mut self, token: u64) {
+        loop {
+            let Some(connection) = self.clients.get_mut(&token) else {
+                return;
+            };
+            let request = match connection.next_request() {
+                None => return,
+                Some(Incoming::Rejected) => continue,
+                Some(Incoming::Request(request)) => request,
+            };
+            match self.handle(token, request.command) {
+                Some(response) => {
+                    if let Some(connection) = self.clients.get_mut(&token) {
+                        connection.send(&response);
+                    }
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// Closes finished clients and asks for EPOLLOUT while output is queued.
+    fn update_client(&mut self, token: u64) {
+        let Some(connection) = self.clients.get(&token) else {
+            return;
+        };
+        let waiting = self.waiters.iter().any(|w| w.token == token);
+        if connection.read_closed && !connection.wants_write() && !waiting {
+            return self.drop_client(token);
+        }
+        let mut flags = EpollFlags::empty();
+        if !connection.read_closed {
+            flags |= EpollFlags::EPOLLIN;
+        }
+        if connection.wants_write() {
+            flags |= EpollFlags::EPOLLOUT;
+        }
+        let mut event = EpollEvent::new(flags, token);
+        let _ = self.epoll.modify(connection.stream.as_fd(), &mut event);
+    }
+
+    fn drop_client(&mut self, token: u64) {
+        if let Some(connection) = self.clients.remove(&token) {
+            self.unregister(connection.stream.as_fd(), token);
+        }
+        self.waiters.retain(|w| w.token != token);
+    }
+}
+
+/// Binds the control socket, replacing a stale one but never stealing it
+/// from a live supd.
+fn bind_socket(path: &std::path::Path) -> Result<UnixListener, SupervisorError> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(setup("create directory", parent))?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(SupervisorError::SocketInUse(path.to_path_buf()));
+        }
+        fs::remove_file(path).map_err(setup("remove stale socket", path))?;
+    }
+    let listener = UnixListener::bind(path).map_err(setup("bind", path))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(setup("set non-blocking", path))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(setup("chmod", path))?;
+    Ok(listener)
+}

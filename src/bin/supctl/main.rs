@@ -1,0 +1,228 @@
+//! supctl: drives a running supd over its control socket. One subcommand per
+//! request of the protocol, plus `validate`, which needs no daemon.
+
+mod logs;
+mod table;
+
+use anyhow::bail;
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use supd::control::client::call;
+use supd::control::protocol::{Body, Command, Response, UnitStatus};
+use supd::unit::loader::{load_file, unit_name, Outcome};
+
+/// Control the supd container supervisor.
+#[derive(Parser, Debug)]
+#[command(name = "supctl", version)]
+struct Cli {
+    /// supd's control socket.
+    #[arg(
+        long,
+        global = true,
+        env = "SUPD_SOCKET",
+        default_value = "/run/supd/supd.sock"
+    )]
+    socket: PathBuf,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Show units: state, PID, uptime, restarts, last exit, error.
+    /// Exits 3 if a named unit is not running, 4 if it is unknown.
+    Status {
+        /// Print the JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        names: Vec<String>,
+    },
+    /// Start units (clears back-off and the start limit).
+    Start {
+        /// Return at once instead of waiting until the units run.
+        #[arg(long)]
+        no_block: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Stop units; they stay stopped until started or their file changes.
+    Stop {
+        /// Return at once instead of waiting until the units stopped.
+        #[arg(long)]
+        no_block: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Stop and start units again (also revives a failed unit).
+    Restart {
+        /// Return at once instead of waiting until the units run.
+        #[arg(long)]
+        no_block: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Clear the failed state (all failed units if none named) and start them.
+    ResetFailed { names: Vec<String> },
+    /// Re-read the unit directories now.
+    Reload,
+    /// Print a unit's output (stdout and stderr of the workload).
+    Logs {
+        /// Keep printing new output as it arrives.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(short = 'n', long, value_name = "N")]
+        lines: Option<usize>,
+        name: String,
+    },
+    /// Check unit files without a daemon; exits 1 if any is invalid.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("supctl: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    let socket = cli.socket;
+    match cli.command {
+        Cmd::Status { json, names } => status(&socket, json, names),
+        Cmd::Start { no_block, names } => act(
+            &socket,
+            Command::Start {
+                names,
+                wait: !no_block,
+            },
+        ),
+        Cmd::Stop { no_block, names } => act(
+            &socket,
+            Command::Stop {
+                names,
+                wait: !no_block,
+            },
+        ),
+        Cmd::Restart { no_block, names } => act(
+            &socket,
+            Command::Restart {
+                names,
+                wait: !no_block,
+            },
+        ),
+        Cmd::ResetFailed { names } => act(&socket, Command::ResetFailed { names }),
+        Cmd::Reload => act(&socket, Command::Reload),
+        Cmd::Logs {
+            follow,
+            lines,
+            name,
+        } => {
+            let files = match request(&socket, Command::Logs { name })? {
+                Body::Logs { files } => files,
+                other => bail!("unexpected answer: {other:?}"),
+            };
+            logs::print(&files, lines, follow)?;
+            Ok(0)
+        }
+        Cmd::Validate { files } => Ok(validate(&files)),
+    }
+}
+
+fn request(socket: &Path, command: Command) -> anyhow::Result<Body> {
+    let Response { body, .. } = call(socket, command)?;
+    if let Body::Error { message } = body {
+        bail!("{message}");
+    }
+    Ok(body)
+}
+
+fn status(socket: &Path, json: bool, names: Vec<String>) -> anyhow::Result<u8> {
+    let units = match request(
+        socket,
+        Command::Status {
+            names: names.clone(),
+        },
+    )? {
+        Body::Status { units } => units,
+        other => bail!("unexpected answer: {other:?}"),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&units)?);
+    } else {
+        print!("{}", table::render(&units));
+    }
+    let unknown = names
+        .iter()
+        .filter(|n| !units.iter().any(|u| &u.name == *n));
+    for name in unknown.clone() {
+        eprintln!("supctl: unknown unit {name}");
+    }
+    Ok(if unknown.count() > 0 {
+        4
+    } else if !names.is_empty() && !units.iter().all(is_up) {
+        3
+    } else {
+        0
+    })
+}
+
+fn is_up(unit: &UnitStatus) -> bool {
+    matches!(unit.state.as_str(), "running" | "ready")
+}
+
+fn act(socket: &Path, command: Command) -> anyhow::Result<u8> {
+    match request(socket, command)? {
+        Body::Done { message, failed } => {
+            if failed.is_empty() {
+                println!("{message}");
+                return Ok(0);
+            }
+            for failure in failed {
+                eprintln!(
+                    "supctl: {} is {}{}",
+                    failure.name,
+                    failure.state,
+                    failure.error.map(|e| format!(": {e}")).unwrap_or_default()
+                );
+            }
+            Ok(1)
+        }
+        other => bail!("unexpected answer: {other:?}"),
+    }
+}
+
+fn validate(files: &[PathBuf]) -> u8 {
+    let mut failures = 0;
+    for file in files {
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(unit_name);
+        let Some(name) = name else {
+            eprintln!(
+                "{}: not a unit file name: expected NAME.yaml with NAME matching [a-z0-9][a-z0-9_.-]{{0,62}}",
+                file.display()
+            );
+            failures += 1;
+            continue;
+        };
+        match load_file(name, file) {
+            Outcome::Valid(_) => println!("{}: ok", file.display()),
+            Outcome::Masked => println!("{}: ok (masks unit {name})", file.display()),
+            Outcome::Invalid(error) => {
+                eprintln!("{error}");
+                failures += 1;
+            }
+        }
+    }
+    u8::from(failures > 0)
+}

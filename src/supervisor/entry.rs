@@ -1,0 +1,167 @@
+//! What supd holds for one unit name.
+
+use super::logs::LogSink;
+use super::restart::RestartTracker;
+use crate::control::protocol::{rfc3339, LastExit, UnitStatus};
+use crate::runtime::SetupError;
+use crate::unit::{RestartConfig, Unit};
+use nix::unistd::Pid;
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Starting,
+    Running,
+    Stopping,
+    Stopped,
+    Backoff,
+    Failed,
+    Invalid,
+    Masked,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Stopping => "stopping",
+            State::Stopped => "stopped",
+            State::Backoff => "backoff",
+            State::Failed => "failed",
+            State::Invalid => "invalid",
+            State::Masked => "masked",
+        }
+    }
+}
+
+/// A live container: its init process and the pipes from its setup.
+pub struct Run {
+    pub pid: Pid,
+    pub pidfd: OwnedFd,
+    /// Monotonic time the run began.
+    pub started: Duration,
+    pub report: Option<(File, u64)>,
+    pub report_bytes: Vec<u8>,
+    pub setup_error: Option<SetupError>,
+    pub stop_requested: bool,
+}
+
+/// What to do once the current run has ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterStop {
+    /// Stay stopped (or follow the restart policy if nobody asked to stop).
+    Nothing,
+    /// Start again at once (a restart or a changed unit).
+    Start,
+    /// The unit file is gone: drop the entry.
+    Forget,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimerKind {
+    /// Back-off is over: start again.
+    Restart,
+    /// The stop timeout passed: SIGKILL the container.
+    Kill,
+}
+
+pub struct Entry {
+    pub name: String,
+    pub source: Option<PathBuf>,
+    /// The configuration in force: the last valid one.
+    pub unit: Option<Unit>,
+    pub masked: bool,
+    pub state: State,
+    pub since: SystemTime,
+    pub run: Option<Run>,
+    pub after_stop: AfterStop,
+    pub timer: Option<(Duration, TimerKind)>,
+    pub tracker: RestartTracker,
+    pub restarts: u32,
+    pub last_exit: Option<LastExit>,
+    /// The unit file's current validation error, if it is invalid now.
+    pub config_error: Option<String>,
+    /// Why the last start or run failed.
+    pub run_error: Option<String>,
+    pub output: Option<(File, u64)>,
+    pub log: LogSink,
+}
+
+impl Entry {
+    pub fn new(name: &str, log_path: PathBuf) -> Self {
+        Entry {
+            name: name.to_string(),
+            source: None,
+            unit: None,
+            masked: false,
+            state: State::Stopped,
+            since: SystemTime::now(),
+            run: None,
+            after_stop: AfterStop::Nothing,
+            timer: None,
+            tracker: RestartTracker::new(RestartConfig::default()),
+            restarts: 0,
+            last_exit: None,
+            config_error: None,
+            run_error: None,
+            output: None,
+            log: LogSink::new(log_path, Default::default()),
+        }
+    }
+
+    pub fn set_state(&mut self, state: State) {
+        if self.state != state {
+            log::info!(
+                "{}: {} -> {}",
+                self.name,
+                self.state.as_str(),
+                state.as_str()
+            );
+            self.state = state;
+            self.since = SystemTime::now();
+        }
+    }
+
+    /// Adopts a (new) valid configuration without touching the process.
+    pub fn adopt(&mut self, unit: Unit) {
+        self.tracker.reconfigure(unit.restart.clone());
+        self.log.reconfigure(unit.logging.clone());
+        self.unit = Some(unit);
+        self.masked = false;
+        self.config_error = None;
+        if matches!(self.state, State::Invalid | State::Masked) {
+            self.set_state(State::Stopped);
+        }
+    }
+
+    /// A process exists or is scheduled to: something a stop must undo.
+    pub fn is_active(&self) -> bool {
+        self.run.is_some() || self.state == State::Backoff
+    }
+
+    pub fn status(&self) -> UnitStatus {
+        let since = self
+            .since
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| rfc3339(d.as_secs()))
+            .ok();
+        UnitStatus {
+            name: self.name.clone(),
+            state: self.state.as_str().to_string(),
+            pid: self.run.as_ref().map(|r| r.pid.as_raw()),
+            since,
+            restarts: self.restarts,
+            last_exit: self.last_exit.clone(),
+            oom_kills: None,
+            cpu_percent: None,
+            memory_bytes: None,
+            working_set_bytes: None,
+            pids: None,
+            error: self.config_error.clone().or_else(|| self.run_error.clone()),
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! One handler per control request. A handler returns the response, or None
+//! when the client waits for units to settle (then `settle_waiters` answers).
+
+use super::entry::{AfterStop, State};
+use super::logs::rotated_files;
+use super::{Goal, Supervisor, Waiter};
+use crate::control::protocol::{Body, Command, Response, UnitFailure};
+
+impl Supervisor {
+    pub(super) fn handle(&mut self, token: u64, command: Command) -> Option<Response> {
+        match command {
+            Command::Status { names } => Some(self.status(&names)),
+            Command::Start { names, wait } => self.start_request(token, names, wait),
+            Command::Stop { names, wait } => self.stop_request(token, names, wait),
+            Command::Restart { names, wait } => self.restart_request(token, names, wait),
+            Command::ResetFailed { names } => Some(self.reset_failed(names)),
+            Command::Reload => {
+                self.reload();
+                Some(done("reloaded unit directories"))
+            }
+            Command::Logs { name } => Some(self.logs(&name)),
+        }
+    }
+
+    fn status(&self, names: &[String]) -> Response {
+        let units = self
+            .entries
+            .values()
+            .filter(|e| names.is_empty() || names.contains(&e.name))
+            .map(|e| e.status())
+            .collect();
+        Response::new(Body::Status { units })
+    }
+
+    fn unknown(&self, names: &[String]) -> Option<Response> {
+        let unknown: Vec<&str> = names
+            .iter()
+            .filter(|n| !self.entries.contains_key(*n))
+            .map(String::as_str)
+            .collect();
+        if names.is_empty() {
+            return Some(Response::error("name at least one unit"));
+        }
+        (!unknown.is_empty())
+            .then(|| Response::error(format!("unknown unit: {}", unknown.join(", "))))
+    }
+
+    fn start_request(&mut self, token: u64, names: Vec<String>, wait: bool) -> Option<Response> {
+        if let Some(error) = self.unknown(&names) {
+            return Some(error);
+        }
+        for name in &names {
+            let Some(entry) = self.entries.get_mut(name) else {
+                continue;
+            };
+            if entry.run.is_none() {
+                entry.tracker.reset();
+                entry.run_error = None;
+                if matches!(entry.state, State::Failed | State::Backoff) {
+                    entry.set_state(State::Stopped);
+                }
+                self.start_unit(name);
+            }
+        }
+        self.respond_or_wait(token, names, wait, Goal::Running, "started")
+    }
+
+    fn stop_request(&mut self, token: u64, names: Vec<String>, wait: bool) -> Option<Response> {
+        if let Some(error) = self.unknown(&names) {
+            return Some(error);
+        }
+        for name in &names {
+            self.stop_unit(name, AfterStop::Nothing);
+        }
+        self.respond_or_wait(token, names, wait, Goal::Stopped, "stopped")
+    }
+
+    fn restart_request(&mut self, token: u64, names: Vec<String>, wait: bool) -> Option<Response> {
+        if let Some(error) = self.unknown(&names) {
+            return Some(error);
+        }
+        for name in &names {
+            let Some(entry) = self.entries.get_mut(name) else {
+                continue;
+            };
+            entry.tracker.reset();
+            entry.run_error = None;
+            if entry.run.is_some() {
+                self.stop_unit(name, AfterStop::Start);
+            } else {
+                entry.timer = None;
+                if matches!(entry.state, State::Failed | State::Backoff) {
+                    entry.set_state(State::Stopped);
+                }
+                self.start_unit(name);
+            }
+        }
+        self.respond_or_wait(token, names, wait, Goal::Running, "restarted")
+    }
+
+    /// Clears `failed` and, the desired state being "running", starts the
+    /// unit again with a fresh start-limit budget.
+    fn reset_failed(&mut self, names: Vec<String>) -> Response {
+        let failed: Vec<String> = self
+            .entries
+            .values()
+            .filter(|e| e.state == State::Failed && (names.is_empty() || names.contains(&e.name)))
+            .map(|e| e.name.clone())
+            .collect();
+        for name in &failed {
+            let Some(entry) = self.entries.get_mut(name) else {
+                continue;
+            };
+            entry.tracker.reset();
+            entry.run_error = None;
+            entry.set_state(State::Stopped);
+            if entry.unit.as_ref().is_some_and(|u| u.enabled) {
+                self.start_unit(name);
+            }
+        }
+        done(&format!("reset {} failed unit(s)", failed.len()))
+    }
+
+    fn logs(&self, name: &str) -> Response {
+        let max_files = self
+            .entries
+            .get(name)
+            .and_then(|e| e.unit.as_ref())
+            .map_or(crate::unit::LoggingConfig::default().max_files, |u| {
+                u.logging.max_files
+            });
+        let files: Vec<_> = rotated_files(&self.options.dirs.log_file(name), max_files)
+            .into_iter()
+            .filter(|p| p.exists())
+            .collect();
+        if files.is_empty() && !self.entries.contains_key(name) {
+            return Response::error(format!("unknown unit: {name}"));
+        }
+        Response::new(Body::Logs { files })
+    }
+
+    fn respond_or_wait(
+        &mut self,
+        token: u64,
+        names: Vec<String>,
+        wait: bool,
+        goal: Goal,
+        verb: &str,
+    ) -> Option<Response> {
+        if !wait {
+            return Some(done(&format!("{verb}: {}", names.join(", "))));
+        }
+        self.waiters.push(Waiter { token, names, goal });
+        None
+    }
+
+    /// Answers every waiting client whose units have all settled.
+    pub(super) fn settle_waiters(&mut self) {
+        let mut index = 0;
+        while index < self.waiters.len() {
+            let waiter = &self.waiters[index];
+            let settled = waiter
+                .names
+                .iter()
+                .all(|name| self.settled(name, waiter.goal));
+            if !settled {
+                index += 1;
+                continue;
+            }
+            let waiter = self.waiters.remove(index);
+            let response = self.outcome(&waiter);
+            if let Some(connection) = self.clients.get_mut(&waiter.token) {
+                connection.send(&response);
+            }
+            self.serve_client(waiter.token);
+            self.update_client(waiter.token);
+        }
+    }
+
+    fn settled(&self, name: &str, goal: Goal) -> bool {
+        let Some(entry) = self.entries.get(name) else {
+            return true;
+        };
+        if entry.after_stop != AfterStop::Nothing {
+            return false;
+        }
+        match goal {
+            Goal::Stopped => entry.run.is_none() && entry.state != State::Backoff,
+            Goal::Running => !matches!(entry.state, State::Starting | State::Stopping),
+        }
+    }
+
+    fn outcome(&self, waiter: &Waiter) -> Response {
+        let failed = waiter
+            .names
+            .iter()
+            .filter_map(|name| {
+                let entry = self.entries.get(name)?;
+                let ok = match waiter.goal {
+                    Goal::Stopped => true,
+                    Goal::Running => {
+                        matches!(entry.state, State::Running)
+                            || (entry.state == State::Stopped && entry.run_error.is_none())
+                    }
+                };
+                (!ok).then(|| UnitFailure {
+                    name: name.clone(),
+                    state: entry.state.as_str().to_string(),
+                    error: entry.status().error,
+                })
+            })
+            .collect();
+        let verb = match waiter.goal {
+            Goal::Running => "started",
+            Goal::Stopped => "stopped",
+        };
+        Response::new(Body::Done {
+            message: format!("{verb}: {}", waiter.names.join(", ")),
+            failed,
+        })
+    }
+}
+
+fn done(message: &str) -> Response {
+    Response::new(Body::Done {
+        message: message.to_string(),
+        failed: Vec::new(),
+    })
+}

@@ -1,0 +1,353 @@
+//! Starting, stopping and reaping containers, and reading their pipes.
+
+use super::entry::{AfterStop, Run, State, TimerKind};
+use super::restart::Decision;
+use super::{monotonic_now, Source, Supervisor};
+use crate::control::protocol::LastExit;
+use crate::runtime::{self, SetupError};
+use nix::errno::Errno;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd};
+
+/// How much of a container's output one wake-up copies, so that one chatty
+/// container cannot starve the others.
+const OUTPUT_CHUNK: usize = 64 * 1024;
+
+fn set_nonblocking(file: &File) {
+    let _ = nix::fcntl::fcntl(
+        file,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    );
+}
+
+fn send_signal(run: &Run, signal: i32) -> io::Result<()> {
+    // SAFETY: pidfd_send_signal on a pidfd we own, no siginfo.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            run.pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+impl Supervisor {
+    /// Starts the unit's container if it is valid, enabled and idle.
+    pub(super) fn start_unit(&mut self, name: &str) {
+        if self.shutting_down {
+            return;
+        }
+        let Some(entry) = self.entries.get_mut(name) else {
+            return;
+        };
+        let Some(unit) = entry.unit.clone() else {
+            return;
+        };
+        if entry.run.is_some() || entry.masked {
+            return;
+        }
+        entry.timer = None;
+        entry.after_stop = AfterStop::Nothing;
+        let now = monotonic_now();
+        entry.tracker.record_start(now);
+        // Output of an earlier run that is still open is dropped with it.
+        if let Some((file, token)) = entry.output.take() {
+            self.unregister(file.as_fd(), token);
+        }
+        let spawned = match runtime::spawn(&unit, &self.options.dirs, &self.exe) {
+            Ok(spawned) => spawned,
+            Err(e) => {
+                log::error!("{name}: cannot start: {e}");
+                let error = SetupError::message("spawn", None::<&str>, e.to_string());
+                return self.conclude_run(name, now, None, Some(error));
+            }
+        };
+        set_nonblocking(&spawned.report);
+        set_nonblocking(&spawned.output);
+        let report_token = self.register(spawned.report.as_fd(), Source::Report(name.into()));
+        let output_token = self.register(spawned.output.as_fd(), Source::Output(name.into()));
+        let Some(entry) = self.entries.get_mut(name) else {
+            return;
+        };
+        entry.run = Some(Run {
+            pid: spawned.pid,
+            pidfd: spawned.pidfd,
+            started: now,
+            report: report_token.map(|t| (spawned.report, t)),
+            report_bytes: Vec::new(),
+            setup_error: None,
+            stop_requested: false,
+        });
+        entry.output = output_token.map(|t| (spawned.output, t));
+        entry.set_state(State::Starting);
+        log::info!("{name}: started container, init pid {}", spawned.pid);
+    }
+
+    /// Stops the unit: its stop signal now, SIGKILL after stop.timeout.
+    pub(super) fn stop_unit(&mut self, name: &str, then: AfterStop) {
+        let Some(entry) = self.entries.get_mut(name) else {
+            return;
+        };
+        if entry.state == State::Backoff {
+            entry.timer = None;
+            entry.set_state(State::Stopped);
+        }
+        let Some(unit) = entry.unit.as_ref() else {
+            entry.after_stop = then;
+            return;
+        };
+        let (signal, timeout) = (unit.stop.signal, unit.stop.timeout);
+        let Some(run) = entry.run.as_mut() else {
+            entry.after_stop = then;
+            return;
+        };
+        entry.after_stop = then;
+        if run.stop_requested {
+            return;
+        }
+        run.stop_requested = true;
+        if let Err(e) = send_signal(run, signal) {
+            log::warn!("{name}: cannot send stop signal: {e}");
+        }
+        entry.timer = Some((monotonic_now() + timeout, TimerKind::Kill));
+        entry.set_state(State::Stopping);
+    }
+
+    /// The stop timeout passed. Killing a PID namespace's init makes the
+    /// kernel kill every process in it.
+    pub(super) fn kill_unit(&mut self, name: &str) {
+        let Some(run) = self.entries.get(name).and_then(|e| e.run.as_ref()) else {
+            return;
+        };
+        log::warn!("{name}: stop timeout passed, sending SIGKILL");
+        if let Err(e) = send_signal(run, libc::SIGKILL) {
+            log::warn!("{name}: cannot kill: {e}");
+        }
+    }
+
+    /// The only place supd calls waitpid.
+    pub(super) fn reap_children(&mut self) {
+        loop {
+            let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+                Err(Errno::EINTR) => continue,
+                Err(e) => return log::error!("waitpid: {e}"),
+                Ok(status) => status,
+            };
+            let (pid, exit) = match status {
+                WaitStatus::Exited(pid, code) => (
+                    pid,
+                    LastExit {
+                        code: Some(code),
+                        signal: None,
+                        oom_killed: false,
+                    },
+                ),
+                WaitStatus::Signaled(pid, signal, _) => (
+                    pid,
+                    LastExit {
+                        code: None,
+                        signal: Some(signal as i32),
+                        oom_killed: false,
+                    },
+                ),
+                _ => continue,
+            };
+            let name = self
+                .entries
+                .values()
+                .find(|e| e.run.as_ref().is_some_and(|r| r.pid == pid))
+                .map(|e| e.name.clone());
+            if let Some(name) = name {
+                self.on_exit(&name, exit);
+            }
+        }
+    }
+
+    fn on_exit(&mut self, name: &str, exit: LastExit) {
+        self.read_report(name);
+        self.on_output(name);
+        let Some(entry) = self.entries.get_mut(name) else {
+            return;
+        };
+        let Some(mut run) = entry.run.take() else {
+            return;
+        };
+        if let Some((file, token)) = run.report.take() {
+            self.unregister(file.as_fd(), token);
+        }
+        let staging = self.options.dirs.staging(name);
+        if let Err(e) = std::fs::remove_dir(&staging) {
+            if e.kind() != io::ErrorKind::NotFound {
+                log::warn!("{name}: cannot remove {}: {e}", staging.display());
+            }
+        }
+        log::info!(
+            "{name}: container exited (code {:?}, signal {:?})",
+            exit.code,
+            exit.signal
+        );
+        let Some(entry) = self.entries.get_mut(name) else {
+            return;
+        };
+        entry.last_exit = Some(exit);
+        if run.stop_requested {
+            entry.timer = None;
+            entry.set_state(State::Stopped);
+            return self.after_stop(name);
+        }
+        self.conclude_run(name, run.started, Some(run.pid), run.setup_error);
+    }
+
+    /// Applies the restart policy to a run that ended by itself (or never
+    /// got going).
+    fn conclude_run(
+        &mut self,
+        name: &str,
+        started: std::time::Duration,
+        pid: Option<Pid>,
+        setup_error: Option<SetupError>,
+    ) {
+        let Some(entry) = self.entries.get_mut(name) else {
+            return;
+        };
+        let clean = setup_error.is_none()
+            && entry.last_exit.as_ref().is_some_and(|e| e.code == Some(0))
+            && pid.is_some();
+        if let Some(error) = &setup_error {
+            log::error!("{name}: start failed: {error}");
+            entry.run_error = Some(format!("start failed: {error}"));
+            if pid.is_none() {
+                entry.last_exit = None;
+            }
+        }
+        match entry.tracker.on_exit(monotonic_now(), started, clean) {
+            Decision::RestartAfter(delay) => {
+                entry.timer = Some((monotonic_now() + delay, TimerKind::Restart));
+                entry.restarts += 1;
+                entry.set_state(State::Backoff);
+            }
+            Decision::Stop => entry.set_state(if clean { State::Stopped } else { State::Failed }),
+            Decision::Fail(why) => {
+                log::error!("{name}: {why}");
+                entry.run_error = Some(match setup_error {
+                    Some(error) => format!("{why}; last start failed: {error}"),
+                    None => why,
+                });
+                entry.set_state(State::Failed);
+            }
+        }
+        self.after_stop(name);
+    }
+
+    fn after_stop(&mut self, name: &str) {
+        let Some(entry) = self.entries.get_mut(name) else {
+            return;
+        };
+        match std::mem::replace(&mut entry.after_stop, AfterStop::Nothing) {
+            AfterStop::Nothing => {}
+            AfterStop::Start => {
+                entry.timer = None;
+                self.start_unit(name);
+            }
+            AfterStop::Forget => {
+                if let Some(entry) = self.entries.remove(name) {
+                    if let Some((file, token)) = entry.output {
+                        self.unregister(file.as_fd(), token);
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_report(&mut self, name: &str) {
+        let confirmed = self.read_report(name);
+        let Some(entry) = self.entries.get_mut(name) else {
+            return;
+        };
+        if confirmed && entry.state == State::Starting {
+            entry.run_error = None;
+            entry.set_state(State::Running);
+        }
+    }
+
+    /// Reads the setup report pipe. Returns true when it closed without a
+    /// message: the workload was executed.
+    fn read_report(&mut self, name: &str) -> bool {
+        let Some(run) = self.entries.get_mut(name).and_then(|e| e.run.as_mut()) else {
+            return false;
+        };
+        let Some((file, _)) = run.report.as_mut() else {
+            return false;
+        };
+        let mut chunk = [0u8; 4096];
+        let closed = loop {
+            match file.read(&mut chunk) {
+                Ok(0) => break true,
+                Ok(n) => run.report_bytes.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break false,
+            }
+        };
+        if !closed {
+            return false;
+        }
+        if let Some((file, token)) = run.report.take() {
+            let _ = self.epoll.delete(file.as_fd());
+            self.sources.remove(&token);
+        }
+        let Some(run) = self.entries.get_mut(name).and_then(|e| e.run.as_mut()) else {
+            return false;
+        };
+        if run.report_bytes.is_empty() {
+            return true;
+        }
+        let text = String::from_utf8_lossy(&run.report_bytes);
+        run.setup_error = Some(
+            serde_json::from_str::<SetupError>(text.trim()).unwrap_or_else(|_| {
+                SetupError::message("setup", None::<&str>, text.trim().to_string())
+            }),
+        );
+        false
+    }
+
+    pub(super) fn on_output(&mut self, name: &str) {
+        let Some(entry) = self.entries.get_mut(name) else {
+            return;
+        };
+        let Some((file, _)) = entry.output.as_mut() else {
+            return;
+        };
+        let mut buffer = vec![0u8; OUTPUT_CHUNK];
+        let closed = loop {
+            match file.read(&mut buffer) {
+                Ok(0) => break true,
+                Ok(n) => {
+                    if let Err(e) = entry.log.write(&buffer[..n]) {
+                        log::warn!("{name}: cannot write log: {e}");
+                    }
+                    if n < buffer.len() {
+                        break false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break false,
+            }
+        };
+        if closed {
+            if let Some((file, token)) = entry.output.take() {
+                self.unregister(file.as_fd(), token);
+            }
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! Shared scaffolding for the root integration tests: a busybox-static rootfs
+//! built once per target dir, and a supd daemon in a temp dir and a fresh
+//! network namespace, checked for leftovers when dropped.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const SUPD: &str = env!("CARGO_BIN_EXE_supd");
+pub const SUPCTL: &str = env!("CARGO_BIN_EXE_supctl");
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the integration tests create namespaces and mounts: run them as root"
+    );
+}
+
+/// A minimal root filesystem: busybox-static and its applets, passwd and
+/// group files. Built once and shared read-only by all tests.
+pub fn busybox_rootfs() -> &'static Path {
+    static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
+    ROOTFS.get_or_init(|| {
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("busybox-rootfs");
+        if target.join("bin/busybox").is_file() {
+            return target;
+        }
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .iter()
+            .map(Path::new)
+            .find(|p| p.is_file())
+            .expect("busybox not found: apt-get install busybox-static");
+        let build = target.with_extension(format!("tmp{}", std::process::id()));
+        let _ = fs::remove_dir_all(&build);
+        for dir in ["bin", "etc", "tmp", "root", "var/www"] {
+            fs::create_dir_all(build.join(dir)).unwrap();
+        }
+        fs::copy(busybox, build.join("bin/busybox")).unwrap();
+        let list = Command::new(busybox).arg("--list").output().unwrap();
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            if applet != "busybox" && !applet.is_empty() {
+                let _ = symlink("busybox", build.join("bin").join(applet));
+            }
+        }
+        fs::write(
+            build.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nwww:x:101:102:web:/var/www:/bin/sh\n",
+        )
+        .unwrap();
+        fs::write(
+            build.join("etc/group"),
+            "root:x:0:\nwww:x:102:\nlog:x:4:www\n",
+        )
+        .unwrap();
+        // Another test binary may have won the race; either copy is fine.
+        if fs::rename(&build, &target).is_err() {
+            let _ = fs::remove_dir_all(&build);
+        }
+        target
+    })
+}
+
+/// A running supd with its own directories, in a new network namespace.
+pub struct Daemon {
+    pub dir: PathBuf,
+    pub units: PathBuf,
+    pub socket: PathBuf,
+    child: Option<Child>,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl Daemon {
+    pub fn start() -> Daemon {
+        Self::start_with_units(&[])
+    }
+
+    /// Writes the given units before starting, so they run from the first
+    /// reconcile.
+    pub fn start_with_units(units: &[(&str, &str)]) -> Daemon {
+        require_root();
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("supd-test-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let units_dir = dir.join("units");
+        fs::create_dir_all(&units_dir).unwrap();
+        for (name, text) in units {
+            fs::write(units_dir.join(format!("{name}.yaml")), text).unwrap();
+        }
+        let socket = dir.join("run/supd.sock");
+        let log = fs::File::create(dir.join("supd.log")).unwrap();
+        let child = Command::new("unshare")
+            .arg("-n")
+            .arg(SUPD)
+            .arg("--units-dir")
+            .arg(&units_dir)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .arg("--runtime-dir")
+            .arg(dir.join("run"))
+            .arg("--log-dir")
+            .arg(dir.join("log"))
+            .arg("--socket")
+            .arg(&socket)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start supd");
+        let daemon = Daemon {
+            dir,
+            units: units_dir,
+            socket,
+            child: Some(child),
+        };
+        daemon.wait_for("the control socket", Duration::from_secs(10), || {
+            std::os::unix::net::UnixStream::connect(&daemon.socket).is_ok()
+        });
+        daemon
+    }
+
+    pub fn daemon_pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    pub fn write_unit(&self, name: &str, text: &str) {
+        fs::write(self.units.join(format!("{name}.yaml")), text).unwrap();
+    }
+
+    pub fn supctl(&self, args: &[&str]) -> Output {
+        Command::new(SUPCTL)
+            .env("SUPD_SOCKET", &self.socket)
+            .args(args)
+            .output()
+            .expect("run supctl")
+    }
+
+    /// `supctl status --json NAME` as a JSON object.
+    pub fn status(&self, name: &str) -> Value {
+        let out = self.supctl(&["status", "--json", name]);
+        let units: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("status json: {e}: {}", String::from_utf8_lossy(&out.stdout))
+        });
+        units
+            .as_array()
+            .and_then(|a| a.first())
+            .cloned()
+            .unwrap_or_else(|| panic!("no status for {name}"))
+    }
+
+    pub fn state(&self, name: &str) -> String {
+        self.status(name)["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    pub fn wait_state(&self, name: &str, state: &str) -> Value {
+        let mut last = Value::Null;
+        let found = poll(Duration::from_secs(15), || {
+            last = self.status(name);
+            last["state"] == state
+        });
+        assert!(
+            found,
+            "{name} never reached {state}; last status {last}\n{}",
+            self.daemon_log()
+        );
+        last
+    }
+
+    pub fn pid(&self, name: &str) -> i32 {
+        self.wait_state(name, "running")["pid"].as_i64().unwrap() as i32
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        fs::read_to_string(self.dir.join("log").join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    pub fn wait_log(&self, name: &str, needle: &str) -> String {
+        let mut text = String::new();
+        let found = poll(Duration::from_secs(15), || {
+            text = self.log(name);
+            text.contains(needle)
+        });
+        assert!(
+            found,
+            "{needle:?} never appeared in {name}'s log:\n{text}\n{}",
+            self.daemon_log()
+        );
+        text
+    }
+
+    pub fn daemon_log(&self) -> String {
+        fs::read_to_string(self.dir.join("supd.log")).unwrap_or_default()
+    }
+
+    pub fn wait_for(&self, what: &str, timeout: Duration, condition: impl FnMut() -> bool) {
+        assert!(
+            poll(timeout, condition),
+            "timed out waiting for {what}\n{}",
+            self.daemon_log()
+        );
+    }
+
+    /// SIGTERM, wait for exit 0, then check that nothing of ours is left.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("supd did not exit on SIGTERM\n{}", self.daemon_log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if std::thread::panicking() {
+            return;
+        }
+        assert!(
+            status.success(),
+            "supd exited with {status}\n{}",
+            self.daemon_log()
+        );
+        assert_no_leftovers(&self.dir);
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// No process, mount or staging directory that mentions `dir` remains.
+pub fn assert_no_leftovers(dir: &Path) {
+    let needle = format!("{}/", dir.display());
+    let processes = processes_mentioning(&needle);
+    assert!(processes.is_empty(), "processes left behind: {processes:?}");
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let leaked: Vec<&str> = mounts.lines().filter(|l| l.contains(&needle)).collect();
+    assert!(leaked.is_empty(), "mounts left behind: {leaked:?}");
+    let staging = dir.join("run/containers");
+    let left: Vec<_> = fs::read_dir(&staging)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "staging directories left behind: {left:?}");
+}
+
+/// Processes whose command line or environment mentions `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+        let pid = entry.file_name().to_string_lossy().to_string();
+        if !pid.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        for file in ["cmdline", "environ"] {
+            let bytes = fs::read(entry.path().join(file)).unwrap_or_default();
+            if String::from_utf8_lossy(&bytes).contains(needle) {
+                let cmd = String::from_utf8_lossy(
+                    &fs::read(entry.path().join("cmdline")).unwrap_or_default(),
+                )
+                .replace('\0', " ");
+                found.push(format!("{pid}: {cmd}"));
+                break;
+            }
+        }
+    }
+    found
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` passes.
+pub fn poll(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A unit on the busybox rootfs running `script` with /bin/sh -c, with a
+/// marker in its environment so that leftover checks can find its processes.
+pub fn sh_unit(daemon: &Daemon, script: &str, extra: &str) -> String {
+    format!(
+        "rootfs: {}\nexec: [/bin/sh, -c, {}]\nenv: {{ SUPD_TEST_DIR: {}/ }}\n{extra}",
+        busybox_rootfs().display(),
+        serde_json::to_string(script).unwrap(),
+        daemon.dir.display()
+    )
+}
+
+/// Parent PID and state letter from /proc/PID/stat.
+pub fn stat(pid: i32) -> Option<(i32, char)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &text[text.rfind(')')? + 2..];
+    let mut fields = after.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((ppid, state))
+}
+
+/// Host PIDs of the children of `parent`.
+pub fn children(parent: i32) -> Vec<(i32, char)> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .filter_map(|pid| {
+            stat(pid)
+                .filter(|(ppid, _)| *ppid == parent)
+                .map(|(_, s)| (pid, s))
+        })
+        .collect()
+}
