@@ -67,6 +67,8 @@ pub enum TimerKind {
     Restart,
     /// The stop timeout passed: SIGKILL the container.
     Kill,
+    /// Setup did not finish in time (a hung mount, say): kill and fail it.
+    SetupTimeout,
 }
 
 pub struct Entry {

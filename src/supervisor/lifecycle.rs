@@ -12,6 +12,10 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd};
 
+/// How long the init stage may take to build the container and execute the
+/// workload before supd gives up on it.
+const SETUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// How much of a container's output one wake-up copies, so that one chatty
 /// container cannot starve the others.
 const OUTPUT_CHUNK: usize = 64 * 1024;
@@ -89,6 +93,7 @@ impl Supervisor {
             stop_requested: false,
         });
         entry.output = output_token.map(|t| (spawned.output, t));
+        entry.timer = Some((now + SETUP_TIMEOUT, TimerKind::SetupTimeout));
         entry.set_state(State::Starting);
         log::info!("{name}: started container, init pid {}", spawned.pid);
     }
@@ -130,6 +135,21 @@ impl Supervisor {
             return;
         };
         log::warn!("{name}: stop timeout passed, sending SIGKILL");
+        if let Err(e) = send_signal(run, libc::SIGKILL) {
+            log::warn!("{name}: cannot kill: {e}");
+        }
+    }
+
+    pub(super) fn setup_timed_out(&mut self, name: &str) {
+        let Some(run) = self.entries.get_mut(name).and_then(|e| e.run.as_mut()) else {
+            return;
+        };
+        log::error!("{name}: container setup did not finish within {SETUP_TIMEOUT:?}, killing it");
+        run.setup_error = Some(SetupError::message(
+            "setup",
+            None::<&str>,
+            format!("did not finish within {}s", SETUP_TIMEOUT.as_secs()),
+        ));
         if let Err(e) = send_signal(run, libc::SIGKILL) {
             log::warn!("{name}: cannot kill: {e}");
         }
@@ -276,6 +296,7 @@ impl Supervisor {
             return;
         };
         if confirmed && entry.state == State::Starting {
+            entry.timer = None;
             entry.run_error = None;
             entry.set_state(State::Running);
         }

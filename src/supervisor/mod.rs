@@ -276,6 +276,7 @@ impl Supervisor {
             match kind {
                 entry::TimerKind::Restart => self.start_unit(&name),
                 entry::TimerKind::Kill => self.kill_unit(&name),
+                entry::TimerKind::SetupTimeout => self.setup_timed_out(&name),
             }
         }
     }

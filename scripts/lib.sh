@@ -1,0 +1,30 @@
+# Shared by demo.sh and test.sh: root check and installing what is missing.
+
+need_root() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "supd creates namespaces, mounts and cgroups: run this as root" >&2
+    exit 1
+  fi
+}
+
+# ensure_packages PKG... : apt-get install the Debian packages not installed.
+ensure_packages() {
+  missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+ensure_rust() {
+  if command -v cargo >/dev/null 2>&1; then return; fi
+  [ -x "$HOME/.cargo/bin/cargo" ] && { export PATH="$HOME/.cargo/bin:$PATH"; return; }
+  echo "no Rust toolchain: installing rustup from Debian and the stable toolchain"
+  ensure_packages rustup gcc
+  rustup default stable
+  export PATH="$HOME/.cargo/bin:$PATH"
+}

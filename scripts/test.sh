@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit tests and the root
+# integration tests (real containers on a busybox rootfs the tests build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+need_root
+ensure_packages busybox-static util-linux
+ensure_rust
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --quiet --all-targets -- -D warnings
+echo "== cargo test (unit and root integration tests)"
+cargo test --quiet 2>&1

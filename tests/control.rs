@@ -1,0 +1,252 @@
+//! The control socket and supctl against a real daemon.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+fn raw_exchange(d: &Daemon, bytes: &[u8], answers: usize) -> Vec<String> {
+    let mut stream = UnixStream::connect(&d.socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(bytes).unwrap();
+    let mut reader = BufReader::new(stream);
+    (0..answers)
+        .map(|_| {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            line
+        })
+        .collect()
+}
+
+#[test]
+fn garbage_on_the_socket_gets_errors_and_never_disturbs_the_daemon() {
+    let d = Daemon::start();
+    d.write_unit("steady", &sh_unit(&d, "exec sleep 1000", ""));
+    d.supctl(&["reload"]);
+    let pid = d.pid("steady");
+    // A client that sends half a line and then idles must not block others.
+    let mut idle = UnixStream::connect(&d.socket).unwrap();
+    idle.write_all(b"{\"v\":1,").unwrap();
+    let answers = raw_exchange(
+        &d,
+        b"garbage\n\xff\xfe\n{\"v\":1,\"cmd\":\"launch-missiles\"}\n{\"v\":99,\"cmd\":\"status\"}\n{\"v\":1,\"cmd\":\"status\",\"names\":[\"steady\"]}\n",
+        5,
+    );
+    for answer in &answers[..4] {
+        assert!(answer.contains("\"type\":\"error\""), "{answer}");
+    }
+    assert!(
+        answers[4].contains("\"state\":\"running\""),
+        "{}",
+        answers[4]
+    );
+    let mut huge = vec![b'x'; 200 * 1024];
+    huge.push(b'\n');
+    let answers = raw_exchange(&d, &huge, 1);
+    assert!(answers[0].contains("request longer than"), "{}", answers[0]);
+    // A client that disconnects mid-request is simply dropped.
+    drop(UnixStream::connect(&d.socket).unwrap());
+    assert_eq!(d.pid("steady"), pid, "the container was not disturbed");
+    drop(idle);
+    d.stop();
+}
+
+#[test]
+fn status_exit_codes_follow_systemctl() {
+    let d = Daemon::start();
+    d.write_unit("up", &sh_unit(&d, "exec sleep 1000", ""));
+    d.write_unit("down", &sh_unit(&d, "exit 0", ""));
+    d.supctl(&["reload"]);
+    d.wait_state("up", "running");
+    d.wait_state("down", "stopped");
+    assert_eq!(d.supctl(&["status", "up"]).status.code(), Some(0));
+    assert_eq!(d.supctl(&["status", "down"]).status.code(), Some(3));
+    assert_eq!(d.supctl(&["status", "up", "down"]).status.code(), Some(3));
+    let unknown = d.supctl(&["status", "ghost"]);
+    assert_eq!(unknown.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown unit ghost"));
+    assert_eq!(d.supctl(&["status"]).status.code(), Some(0));
+    let table = String::from_utf8(d.supctl(&["status"]).stdout).unwrap();
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(table.lines().all(|l| l.len() <= 80), "{table}");
+    let stop_unknown = d.supctl(&["stop", "ghost"]);
+    assert_eq!(stop_unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&stop_unknown.stderr).contains("unknown unit: ghost"));
+    d.stop();
+}
+
+#[test]
+fn start_stop_restart_report_and_change_pids() {
+    let d = Daemon::start();
+    d.write_unit("cycle", &sh_unit(&d, "exec sleep 1000", ""));
+    d.supctl(&["reload"]);
+    let first = d.pid("cycle");
+    assert!(d.supctl(&["restart", "cycle"]).status.success());
+    let second = d.pid("cycle");
+    assert_ne!(first, second);
+    assert!(d.supctl(&["stop", "cycle"]).status.success());
+    assert_eq!(d.state("cycle"), "stopped");
+    assert!(d.supctl(&["start", "cycle"]).status.success());
+    assert_eq!(d.state("cycle"), "running");
+    d.stop();
+}
+
+#[test]
+fn logs_are_captured_rotated_and_tailed() {
+    let d = Daemon::start();
+    // 60 lines of 100 bytes in 4 KiB files: one rotation, two files kept.
+    let script = "i=0; while [ $i -lt 60 ]; do printf 'line %03d %090d\\n' $i 0; i=$((i+1)); done; echo last-line >&2; exec sleep 1000";
+    d.write_unit(
+        "chatty",
+        &sh_unit(&d, script, "logging: { max_size: 4K, max_files: 2 }\n"),
+    );
+    d.supctl(&["reload"]);
+    d.wait_log("chatty", "last-line");
+    let log_dir = d.dir.join("log");
+    assert!(log_dir.join("chatty.log.1").exists());
+    assert!(!log_dir.join("chatty.log.2").exists());
+    for file in ["chatty.log", "chatty.log.1"] {
+        assert!(fs::metadata(log_dir.join(file)).unwrap().len() <= 4096);
+    }
+    let tail = d.supctl(&["logs", "-n", "2", "chatty"]);
+    assert_eq!(
+        String::from_utf8_lossy(&tail.stdout),
+        format!("line 059 {:090}\nlast-line\n", 0)
+    );
+    let all = String::from_utf8(d.supctl(&["logs", "chatty"]).stdout).unwrap();
+    assert!(
+        all.ends_with("last-line\n") && all.len() > 4096,
+        "both files, oldest first"
+    );
+    assert_eq!(d.supctl(&["logs", "ghost"]).status.code(), Some(1));
+    d.stop();
+}
+
+#[test]
+fn logs_follow_prints_new_output() {
+    let d = Daemon::start();
+    let data = d.dir.join("data");
+    fs::create_dir_all(&data).unwrap();
+    let script =
+        "echo first; while [ ! -e /data/go ]; do sleep 0.05; done; echo second; exec sleep 1000";
+    let extra = format!(
+        "mounts: [{{ type: bind, source: {}, target: /data }}]\n",
+        data.display()
+    );
+    d.write_unit("follow", &sh_unit(&d, script, &extra));
+    d.supctl(&["reload"]);
+    d.wait_log("follow", "first");
+    let mut child = std::process::Command::new(SUPCTL)
+        .env("SUPD_SOCKET", &d.socket)
+        .args(["logs", "-f", "follow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "first\n");
+    fs::write(data.join("go"), "").unwrap();
+    line.clear();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "second\n");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    d.stop();
+}
+
+#[test]
+fn reload_adds_and_removes_units() {
+    let d = Daemon::start();
+    d.write_unit("later", &sh_unit(&d, "exec sleep 1000", ""));
+    assert!(d.supctl(&["reload"]).status.success());
+    d.pid("later");
+    fs::remove_file(d.units.join("later.yaml")).unwrap();
+    d.supctl(&["reload"]);
+    d.wait_for("the unit to disappear", Duration::from_secs(10), || {
+        d.supctl(&["status", "later"]).status.code() == Some(4)
+    });
+    d.stop();
+}
+
+#[test]
+fn invalid_units_show_their_error_and_valid_ones_run() {
+    let d = Daemon::start_with_units(&[]);
+    d.write_unit(
+        "broken",
+        "rootfs: /x\nexec: [/bin/true]\nrestart:\n  polcy: always\n",
+    );
+    d.write_unit("fine", &sh_unit(&d, "exec sleep 1000", ""));
+    d.supctl(&["reload"]);
+    d.wait_state("fine", "running");
+    let status = d.wait_state("broken", "invalid");
+    let error = status["error"].as_str().unwrap();
+    assert!(error.ends_with("broken.yaml:4:3: restart: unknown field `polcy`, expected one of `policy`, `delay`, `max_delay`, `reset_after`, `start_limit` (did you mean `policy`?)"), "{error}");
+    d.stop();
+}
+
+#[test]
+fn no_descriptor_leaks_across_many_starts() {
+    let d = Daemon::start();
+    d.write_unit("churn", &sh_unit(&d, "exec sleep 1000", ""));
+    d.supctl(&["reload"]);
+    d.pid("churn");
+    let fds = || {
+        fs::read_dir(format!("/proc/{}/fd", d.daemon_pid()))
+            .unwrap()
+            .count()
+    };
+    let before = fds();
+    for _ in 0..10 {
+        assert!(d.supctl(&["restart", "churn"]).status.success());
+    }
+    d.pid("churn");
+    // Growth is a leak; a supctl connection still closing is not.
+    d.wait_for("descriptors to settle", Duration::from_secs(5), || {
+        fds() <= before
+    });
+    d.stop();
+}
+
+#[test]
+fn validate_works_offline() {
+    let dir = std::env::temp_dir().join(format!("supd-validate-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.yaml");
+    let bad = dir.join("bad.yaml");
+    fs::write(&good, "rootfs: /srv\nexec: [/bin/true]\n").unwrap();
+    fs::write(
+        &bad,
+        "rootfs: /srv\nexec: [/bin/true]\nresources:\n  cpu: { max: 1 }\n",
+    )
+    .unwrap();
+    let run = |files: &[&std::path::Path]| {
+        std::process::Command::new(SUPCTL)
+            .arg("validate")
+            .args(files)
+            .output()
+            .unwrap()
+    };
+    let ok = run(&[&good]);
+    assert_eq!(ok.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout),
+        format!("{}: ok\n", good.display())
+    );
+    let mixed = run(&[&good, &bad]);
+    assert_eq!(mixed.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&mixed.stderr),
+        format!("{}:4:3: resources: this key is part of the unit schema but not supported yet by this version of supd\n", bad.display())
+    );
+    let badname = dir.join("Bad Name.yaml");
+    fs::write(&badname, "").unwrap();
+    assert_eq!(run(&[&badname]).status.code(), Some(1));
+    fs::remove_dir_all(&dir).unwrap();
+}
