@@ -397,3 +397,25 @@ fn setup_failures_name_the_step() {
     );
     d.stop();
 }
+
+#[test]
+fn layers_stack_with_the_top_layer_last_and_keep_the_upper_in_the_state_dir() {
+    let d = Daemon::start();
+    let app = d.dir.join("app-layer");
+    fs::create_dir_all(app.join("etc")).unwrap();
+    fs::write(app.join("etc/motd"), "from the app layer\n").unwrap();
+    fs::write(app.join("etc/group"), "root:x:0:\noverridden:x:7:\n").unwrap();
+    let unit = sh_unit(
+        &d,
+        "cat /etc/motd; grep -c overridden /etc/group; echo note > /written; echo done; exec sleep 1000",
+        &format!("layers: [{}, {}]\n", busybox_rootfs().display(), app.display()),
+    )
+    .replace(&format!("rootfs: {}\n", busybox_rootfs().display()), "");
+    d.write_unit("stacked", &unit);
+    d.supctl(&["reload"]);
+    let log = d.wait_log("stacked", "done");
+    assert!(log.starts_with("from the app layer\n1\n"), "{log}");
+    assert!(d.dir.join("state/stacked/upper/written").exists());
+    assert!(!app.join("written").exists());
+    d.stop();
+}
