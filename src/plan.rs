@@ -38,18 +38,138 @@ pub enum Action {
 
 /// Compares the canonical forms (the validated unit with defaults applied),
 /// so comments, key order and identical rewrites change nothing.
+/// Units in a `depends_on` cycle are planned as invalid, naming the cycle.
 pub fn plan(
     desired: &BTreeMap<String, Outcome>,
     actual: &BTreeMap<String, Actual>,
 ) -> Vec<(String, Action)> {
+    let cycles = dependency_cycles(desired);
     let names: BTreeSet<&String> = desired.keys().chain(actual.keys()).collect();
     names
         .into_iter()
         .filter_map(|name| {
+            if let Some(cycle) = cycles.get(name) {
+                return Some((
+                    name.clone(),
+                    Action::Invalid(cycle_error(name, desired, cycle)),
+                ));
+            }
             let action = decide(desired.get(name), actual.get(name))?;
             Some((name.clone(), action))
         })
         .collect()
+}
+
+fn cycle_error(name: &str, desired: &BTreeMap<String, Outcome>, cycle: &[String]) -> UnitError {
+    let mut path = cycle.to_vec();
+    if let Some(first) = path.first().cloned() {
+        path.push(first);
+    }
+    let file = match desired.get(name) {
+        Some(Outcome::Valid(unit)) => std::path::PathBuf::from(format!("{}.yaml", unit.name)),
+        _ => std::path::PathBuf::from(format!("{name}.yaml")),
+    };
+    UnitError {
+        file,
+        line: 0,
+        column: 0,
+        field: "depends_on".into(),
+        message: format!("dependency cycle: {}", path.join(" -> ")),
+    }
+}
+
+/// For every valid unit that lies on a `depends_on` cycle, the cycle (in
+/// dependency order, starting from the smallest name). Tarjan's strongly
+/// connected components, iteratively, so 500 units cost nothing.
+pub fn dependency_cycles(desired: &BTreeMap<String, Outcome>) -> BTreeMap<String, Vec<String>> {
+    let deps = |name: &str| -> Vec<&str> {
+        match desired.get(name) {
+            Some(Outcome::Valid(unit)) => unit
+                .depends_on
+                .iter()
+                .map(String::as_str)
+                .filter(|d| matches!(desired.get(*d), Some(Outcome::Valid(_))))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let names: Vec<&str> = desired
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Valid(_)))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut low: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut on_stack: BTreeSet<&str> = BTreeSet::new();
+    let mut stack: Vec<&str> = Vec::new();
+    let mut result = BTreeMap::new();
+    let mut counter = 0;
+    for &root in &names {
+        if index.contains_key(root) {
+            continue;
+        }
+        let mut work: Vec<(&str, usize)> = vec![(root, 0)];
+        while let Some((node, child)) = work.pop() {
+            if child == 0 {
+                index.insert(node, counter);
+                low.insert(node, counter);
+                counter += 1;
+                stack.push(node);
+                on_stack.insert(node);
+            }
+            let children = deps(node);
+            if let Some(&next) = children.get(child) {
+                work.push((node, child + 1));
+                if !index.contains_key(next) {
+                    work.push((next, 0));
+                } else if on_stack.contains(next) {
+                    let lowest = low[node].min(index[next]);
+                    low.insert(node, lowest);
+                }
+                continue;
+            }
+            if let Some(&(parent, _)) = work.last() {
+                let lowest = low[parent].min(low[node]);
+                low.insert(parent, lowest);
+            }
+            if low[node] == index[node] {
+                let mut component = Vec::new();
+                while let Some(member) = stack.pop() {
+                    on_stack.remove(member);
+                    component.push(member.to_string());
+                    if member == node {
+                        break;
+                    }
+                }
+                if component.len() > 1 {
+                    let ordered = order_cycle(&component, &deps);
+                    for member in &component {
+                        result.insert(member.clone(), ordered.clone());
+                    }
+                }
+            }
+        }
+    }
+    result
+}
+
+/// Walks the component from its smallest name along dependencies inside it,
+/// so the message reads as a path: a -> b -> c.
+fn order_cycle<'a>(component: &[String], deps: &dyn Fn(&str) -> Vec<&'a str>) -> Vec<String> {
+    let members: BTreeSet<&str> = component.iter().map(String::as_str).collect();
+    let Some(&start) = members.iter().next() else {
+        return Vec::new();
+    };
+    let mut path = vec![start.to_string()];
+    let mut current = start;
+    while let Some(next) = deps(current)
+        .into_iter()
+        .find(|d| members.contains(d) && !path.iter().any(|p| p == d))
+    {
+        path.push(next.to_string());
+        current = next;
+    }
+    path
 }
 
 fn decide(desired: Option<&Outcome>, actual: Option<&Actual>) -> Option<Action> {

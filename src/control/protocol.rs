@@ -47,6 +47,8 @@ pub enum Command {
     Reload,
     /// Where a unit's log files are, oldest first.
     Logs { name: String },
+    /// The effective unit (after drop-ins) and the files it came from.
+    Show { name: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -71,6 +73,15 @@ pub enum Body {
     },
     Logs {
         files: Vec<PathBuf>,
+    },
+    Show {
+        /// The merged YAML in force; None when masked.
+        yaml: Option<String>,
+        /// The unit file, then its drop-ins in merge order.
+        files: Vec<PathBuf>,
+        masked: bool,
+        /// The current validation error, if the files are invalid now.
+        error: Option<String>,
     },
     Error {
         message: String,

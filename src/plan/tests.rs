@@ -166,3 +166,59 @@ fn plans_many_units_independently() {
         .collect();
     assert_eq!(changed, ["u7"]);
 }
+
+fn with_deps(name: &str, deps: &[&str]) -> Outcome {
+    let text = format!(
+        "rootfs: /r\nexec: [/x]\ndepends_on: [{}]\n",
+        deps.join(", ")
+    );
+    Outcome::Valid(Box::new(unit(name, &text)))
+}
+
+#[test]
+fn cycles_are_rejected_naming_the_units_in_them() {
+    let desired: BTreeMap<String, Outcome> = [
+        ("a", with_deps("a", &["b"])),
+        ("b", with_deps("b", &["c"])),
+        ("c", with_deps("c", &["a"])),
+        ("d", with_deps("d", &["a"])),
+        ("e", with_deps("e", &["missing"])),
+        ("x", with_deps("x", &["y"])),
+        ("y", with_deps("y", &["x"])),
+    ]
+    .into_iter()
+    .map(|(n, o)| (n.to_string(), o))
+    .collect();
+    let actions = plan(&desired, &BTreeMap::new());
+    let message = |name: &str| match &actions.iter().find(|(n, _)| n == name).unwrap().1 {
+        Action::Invalid(e) => e.message.clone(),
+        other => format!("{:?}", kind(&Some(other.clone()))),
+    };
+    assert_eq!(message("a"), "dependency cycle: a -> b -> c -> a");
+    assert_eq!(message("b"), "dependency cycle: a -> b -> c -> a");
+    assert_eq!(message("x"), "dependency cycle: x -> y -> x");
+    assert_eq!(
+        message("d"),
+        "\"start\"",
+        "depending on a cycle is not a cycle"
+    );
+    assert_eq!(
+        message("e"),
+        "\"start\"",
+        "a missing dependency waits at run time"
+    );
+}
+
+#[test]
+fn self_dependency_is_a_validation_error() {
+    let error = parse_unit(
+        "a",
+        Path::new("a.yaml"),
+        "rootfs: /r\nexec: [/x]\ndepends_on: [a]\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "a.yaml:3:1: depends_on: a unit cannot depend on itself"
+    );
+}

@@ -74,6 +74,11 @@ pub enum TimerKind {
 pub struct Entry {
     pub name: String,
     pub source: Option<PathBuf>,
+    pub dropins: Vec<PathBuf>,
+    /// The merged YAML of the unit file and its drop-ins.
+    pub effective: Option<String>,
+    /// The unit should run but a dependency does not yet.
+    pub waiting: bool,
     /// The configuration in force: the last valid one.
     pub unit: Option<Unit>,
     pub masked: bool,
@@ -98,6 +103,9 @@ impl Entry {
         Entry {
             name: name.to_string(),
             source: None,
+            dropins: Vec::new(),
+            effective: None,
+            waiting: false,
             unit: None,
             masked: false,
             state: State::Stopped,
@@ -140,9 +148,18 @@ impl Entry {
         }
     }
 
+    /// The state of a unit with nothing running or scheduled.
+    pub fn idle_state(&self) -> State {
+        if self.masked {
+            State::Masked
+        } else {
+            State::Stopped
+        }
+    }
+
     /// A process exists or is scheduled to: something a stop must undo.
     pub fn is_active(&self) -> bool {
-        self.run.is_some() || self.state == State::Backoff
+        self.run.is_some() || self.state == State::Backoff || self.waiting
     }
 
     pub fn status(&self) -> UnitStatus {

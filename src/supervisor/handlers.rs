@@ -19,7 +19,31 @@ impl Supervisor {
                 Some(done("reloaded unit directories"))
             }
             Command::Logs { name } => Some(self.logs(&name)),
+            Command::Show { name } => Some(self.show(&name)),
         }
+    }
+
+    fn show(&self, name: &str) -> Response {
+        let Some(entry) = self.entries.get(name) else {
+            return Response::error(format!("unknown unit: {name}"));
+        };
+        let files = entry
+            .source
+            .iter()
+            .chain(entry.dropins.iter())
+            .cloned()
+            .collect();
+        let yaml = if entry.masked {
+            None
+        } else {
+            entry.effective.clone()
+        };
+        Response::new(Body::Show {
+            yaml,
+            files,
+            masked: entry.masked,
+            error: entry.config_error.clone(),
+        })
     }
 
     fn status(&self, names: &[String]) -> Response {
@@ -186,7 +210,9 @@ impl Supervisor {
         }
         match goal {
             Goal::Stopped => entry.run.is_none() && entry.state != State::Backoff,
-            Goal::Running => !matches!(entry.state, State::Starting | State::Stopping),
+            Goal::Running => {
+                entry.waiting || !matches!(entry.state, State::Starting | State::Stopping)
+            }
         }
     }
 
@@ -199,8 +225,9 @@ impl Supervisor {
                 let ok = match waiter.goal {
                     Goal::Stopped => true,
                     Goal::Running => {
-                        matches!(entry.state, State::Running)
-                            || (entry.state == State::Stopped && entry.run_error.is_none())
+                        !entry.waiting
+                            && (entry.state == State::Running
+                                || (entry.state == State::Stopped && entry.run_error.is_none()))
                     }
                 };
                 (!ok).then(|| UnitFailure {

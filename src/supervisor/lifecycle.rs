@@ -61,6 +61,22 @@ impl Supervisor {
             return;
         }
         entry.timer = None;
+        if let Some(why) = self.unmet_dependencies(&unit.depends_on) {
+            let Some(entry) = self.entries.get_mut(name) else {
+                return;
+            };
+            if !entry.waiting {
+                log::info!("{name}: {why}");
+            }
+            entry.waiting = true;
+            entry.run_error = Some(why);
+            entry.set_state(State::Starting);
+            return;
+        }
+        let Some(entry) = self.entries.get_mut(name) else {
+            return;
+        };
+        entry.waiting = false;
         entry.after_stop = AfterStop::Nothing;
         let now = monotonic_now();
         entry.tracker.record_start(now);
@@ -98,14 +114,50 @@ impl Supervisor {
         log::info!("{name}: started container, init pid {}", spawned.pid);
     }
 
+    /// Why the unit cannot start yet, if a dependency is not running.
+    fn unmet_dependencies(&self, depends_on: &[String]) -> Option<String> {
+        let unmet: Vec<String> = depends_on
+            .iter()
+            .filter_map(|dep| match self.entries.get(dep) {
+                None => Some(format!("{dep} (no such unit)")),
+                Some(e) if e.state == State::Running => None,
+                Some(e) => Some(format!("{dep} ({})", e.state.as_str())),
+            })
+            .collect();
+        (!unmet.is_empty()).then(|| format!("waiting for dependencies: {}", unmet.join(", ")))
+    }
+
+    /// A unit reached running: start the units that waited for it.
+    fn start_waiting_dependents(&mut self, name: &str) {
+        let dependents: Vec<String> = self
+            .entries
+            .values()
+            .filter(|e| e.waiting)
+            .filter(|e| {
+                e.unit
+                    .as_ref()
+                    .is_some_and(|u| u.depends_on.iter().any(|d| d == name))
+            })
+            .map(|e| e.name.clone())
+            .collect();
+        for dependent in dependents {
+            self.start_unit(&dependent);
+        }
+    }
+
     /// Stops the unit: its stop signal now, SIGKILL after stop.timeout.
     pub(super) fn stop_unit(&mut self, name: &str, then: AfterStop) {
         let Some(entry) = self.entries.get_mut(name) else {
             return;
         };
+        if entry.waiting {
+            entry.waiting = false;
+            entry.run_error = None;
+            entry.set_state(entry.idle_state());
+        }
         if entry.state == State::Backoff {
             entry.timer = None;
-            entry.set_state(State::Stopped);
+            entry.set_state(entry.idle_state());
         }
         let Some(unit) = entry.unit.as_ref() else {
             entry.after_stop = then;
@@ -223,7 +275,7 @@ impl Supervisor {
         entry.last_exit = Some(exit);
         if run.stop_requested {
             entry.timer = None;
-            entry.set_state(State::Stopped);
+            entry.set_state(entry.idle_state());
             return self.after_stop(name);
         }
         self.conclude_run(name, run.started, Some(run.pid), run.setup_error);
@@ -271,6 +323,10 @@ impl Supervisor {
     }
 
     fn after_stop(&mut self, name: &str) {
+        if self.shutting_down {
+            // The units this one depended on may stop now.
+            return self.shutdown();
+        }
         let Some(entry) = self.entries.get_mut(name) else {
             return;
         };
@@ -299,6 +355,7 @@ impl Supervisor {
             entry.timer = None;
             entry.run_error = None;
             entry.set_state(State::Running);
+            self.start_waiting_dependents(name);
         }
     }
 

@@ -8,6 +8,7 @@ mod lifecycle;
 pub mod logs;
 mod reconcile;
 pub mod restart;
+mod watch;
 
 use crate::control::connection::{Connection, Incoming};
 use crate::runtime::Dirs;
@@ -54,6 +55,11 @@ pub enum SupervisorError {
 const TOKEN_SIGNALS: u64 = 1;
 const TOKEN_TIMER: u64 = 2;
 const TOKEN_LISTENER: u64 = 3;
+const TOKEN_WATCH: u64 = 4;
+
+/// How long a burst of file events may last before the reconcile it
+/// triggers: editors and config management write several files at once.
+const RELOAD_DEBOUNCE: Duration = Duration::from_millis(20);
 const FIRST_DYNAMIC_TOKEN: u64 = 16;
 
 /// What a dynamic epoll token stands for.
@@ -91,6 +97,9 @@ pub struct Supervisor {
     waiters: Vec<Waiter>,
     next_token: u64,
     shutting_down: bool,
+    watcher: watch::UnitWatcher,
+    /// A reconcile is due at this monotonic time (debounced file events).
+    reload_at: Option<Duration>,
 }
 
 fn sys(what: &'static str) -> impl FnOnce(nix::Error) -> SupervisorError {
@@ -144,6 +153,8 @@ impl Supervisor {
         }
         let exe = File::open("/proc/self/exe").map_err(setup("open", "/proc/self/exe".as_ref()))?;
         let listener = bind_socket(&options.socket)?;
+        let watcher = watch::UnitWatcher::new(&options.units_dirs)
+            .map_err(setup("inotify on", &options.units_dirs[0]))?;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(sys("epoll"))?;
         let watch = |fd: std::os::fd::BorrowedFd<'_>, token| {
             epoll
@@ -153,6 +164,7 @@ impl Supervisor {
         watch(signals.as_fd(), TOKEN_SIGNALS)?;
         watch(timer.as_fd(), TOKEN_TIMER)?;
         watch(listener.as_fd(), TOKEN_LISTENER)?;
+        watch(watcher.fd(), TOKEN_WATCH)?;
         Ok(Supervisor {
             options,
             epoll,
@@ -166,6 +178,8 @@ impl Supervisor {
             waiters: Vec::new(),
             next_token: FIRST_DYNAMIC_TOKEN,
             shutting_down: false,
+            watcher,
+            reload_at: None,
         })
     }
 
@@ -203,6 +217,11 @@ impl Supervisor {
             TOKEN_SIGNALS => self.on_signals(),
             TOKEN_TIMER => self.on_timer(),
             TOKEN_LISTENER => self.accept_clients(),
+            TOKEN_WATCH => {
+                if self.watcher.read() && self.reload_at.is_none() {
+                    self.reload_at = Some(monotonic_now() + RELOAD_DEBOUNCE);
+                }
+            }
             _ => match self.sources.get(&token) {
                 Some(Source::Client) => self.on_client(token, flags),
                 Some(Source::Report(name)) => {
@@ -229,15 +248,34 @@ impl Supervisor {
         }
     }
 
+    /// Stops every unit that no running unit depends on; called again as
+    /// containers exit, so dependencies stop after their dependents.
     fn shutdown(&mut self) {
         if !self.shutting_down {
             log::info!("shutting down: stopping all containers");
             self.shutting_down = true;
+            self.reload_at = None;
         }
-        let names: Vec<String> = self.entries.keys().cloned().collect();
-        for name in names.iter().rev() {
-            self.stop_unit(name, entry::AfterStop::Nothing);
+        let stoppable: Vec<String> = self
+            .entries
+            .values()
+            .filter(|e| e.is_active())
+            .filter(|e| !self.has_active_dependents(&e.name))
+            .map(|e| e.name.clone())
+            .collect();
+        for name in stoppable {
+            self.stop_unit(&name, entry::AfterStop::Nothing);
         }
+    }
+
+    fn has_active_dependents(&self, name: &str) -> bool {
+        self.entries.values().any(|other| {
+            other.run.is_some()
+                && other
+                    .unit
+                    .as_ref()
+                    .is_some_and(|u| u.depends_on.iter().any(|d| d == name))
+        })
     }
 
     fn arm_timer(&mut self) -> Result<(), SupervisorError> {
@@ -245,6 +283,7 @@ impl Supervisor {
             .entries
             .values()
             .filter_map(|e| e.timer.map(|(at, _)| at))
+            .chain(self.reload_at)
             .min();
         match next {
             Some(at) => self
@@ -261,6 +300,10 @@ impl Supervisor {
     fn on_timer(&mut self) {
         let _ = self.timer.wait();
         let now = monotonic_now();
+        if self.reload_at.is_some_and(|at| at <= now) {
+            self.reload_at = None;
+            self.reload();
+        }
         let due: Vec<(String, entry::TimerKind)> = self
             .entries
             .values()

@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 impl Supervisor {
     pub(super) fn reload(&mut self) {
         let loaded = load_dirs(&self.options.units_dirs);
-        let mut sources = BTreeMap::new();
+        let mut origins = BTreeMap::new();
         let desired: BTreeMap<String, Outcome> = loaded
             .into_iter()
             .map(|(name, unit)| {
-                sources.insert(name.clone(), unit.source);
+                origins.insert(name.clone(), (unit.source, unit.dropins, unit.effective));
                 (name, unit.outcome)
             })
             .collect();
@@ -30,8 +30,14 @@ impl Supervisor {
             })
             .collect();
         for (name, action) in plan(&desired, &actual) {
-            if let Some(source) = sources.remove(&name) {
-                self.entry(&name).source = Some(source);
+            if let Some((source, dropins, effective)) = origins.remove(&name) {
+                let entry = self.entry(&name);
+                entry.source = Some(source);
+                entry.dropins = dropins;
+                // An invalid edit keeps showing the configuration in force.
+                if effective.is_some() {
+                    entry.effective = effective;
+                }
             }
             self.apply(&name, action);
         }

@@ -1,6 +1,9 @@
-//! Reading the unit directories: `NAME.yaml` files, first directory wins.
+//! Reading the unit directories: `NAME.yaml` files (the first directory that
+//! has one wins) and `NAME.yaml.d/*.yaml` drop-ins from all of them (merged in
+//! lexical order of file name; a same-named drop-in in a higher directory
+//! replaces the lower one).
 
-use super::{parse_unit, valid_unit_name, Unit, UnitError};
+use super::{parse_layers, valid_unit_name, Layer, Unit, UnitError};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
@@ -11,7 +14,11 @@ use std::path::{Path, PathBuf};
 pub struct LoadedUnit {
     /// The file that defines it (the highest-precedence one).
     pub source: PathBuf,
+    /// The drop-ins merged over it, in merge order.
+    pub dropins: Vec<PathBuf>,
     pub outcome: Outcome,
+    /// The merged YAML, when the files could be read and merged.
+    pub effective: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -25,42 +32,70 @@ pub enum Outcome {
 /// Reads every unit in `dirs` (highest precedence first). Directories that do
 /// not exist are skipped; a file that cannot be read is an invalid unit.
 pub fn load_dirs(dirs: &[PathBuf]) -> BTreeMap<String, LoadedUnit> {
-    let mut units = BTreeMap::new();
+    let mut sources: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut dropins: BTreeMap<String, BTreeMap<String, PathBuf>> = BTreeMap::new();
     for dir in dirs {
         for (name, path) in unit_files(dir) {
-            if units.contains_key(&name) {
-                continue;
-            }
-            let outcome = load_file(&name, &path);
-            units.insert(
-                name,
-                LoadedUnit {
-                    source: path,
-                    outcome,
-                },
-            );
+            sources.entry(name).or_insert(path);
+        }
+        for (name, file_name, path) in dropin_files(dir) {
+            dropins
+                .entry(name)
+                .or_default()
+                .entry(file_name)
+                .or_insert(path);
         }
     }
-    units
+    sources
+        .into_iter()
+        .map(|(name, source)| {
+            let extra: Vec<PathBuf> = dropins
+                .remove(&name)
+                .map(|files| files.into_values().collect())
+                .unwrap_or_default();
+            let (outcome, effective) = load_unit(&name, &source, &extra);
+            let unit = LoadedUnit {
+                source,
+                dropins: extra,
+                outcome,
+                effective,
+            };
+            (name, unit)
+        })
+        .collect()
 }
 
 /// Loads one unit file by path (used by `supctl validate`).
 pub fn load_file(name: &str, path: &Path) -> Outcome {
+    load_unit(name, path, &[]).0
+}
+
+fn load_unit(name: &str, path: &Path, dropins: &[PathBuf]) -> (Outcome, Option<String>) {
     if is_masked(path) {
-        return Outcome::Masked;
+        return (Outcome::Masked, None);
     }
-    match fs::read_to_string(path) {
-        Ok(text) => match parse_unit(name, path, &text) {
-            Ok(unit) => Outcome::Valid(Box::new(unit)),
-            Err(e) => Outcome::Invalid(e),
-        },
-        Err(e) => Outcome::Invalid(UnitError {
-            file: path.to_path_buf(),
-            line: 0,
-            column: 0,
-            field: String::new(),
-            message: format!("cannot read: {e}"),
-        }),
+    let mut layers = Vec::with_capacity(1 + dropins.len());
+    for file in std::iter::once(path).chain(dropins.iter().map(PathBuf::as_path)) {
+        match fs::read_to_string(file) {
+            Ok(text) => layers.push(Layer {
+                path: file.to_path_buf(),
+                text,
+            }),
+            Err(e) => {
+                let error = UnitError {
+                    file: file.to_path_buf(),
+                    line: 0,
+                    column: 0,
+                    field: String::new(),
+                    message: format!("cannot read: {e}"),
+                };
+                return (Outcome::Invalid(error), None);
+            }
+        }
+    }
+    match parse_layers(name, &layers) {
+        Ok((unit, text)) => (Outcome::Valid(Box::new(unit)), Some(text)),
+        Err(e) => (Outcome::Invalid(e), None),
     }
 }
 
@@ -78,25 +113,63 @@ fn is_masked(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0)
 }
 
-fn unit_files(dir: &Path) -> Vec<(String, PathBuf)> {
+/// Whether a file name in a drop-in directory is a drop-in (editors' temp
+/// and backup files are not).
+pub fn is_dropin_name(file_name: &str) -> bool {
+    file_name.ends_with(".yaml") && !file_name.starts_with('.')
+}
+
+/// The unit a drop-in directory name (`NAME.yaml.d`) belongs to.
+pub fn dropin_dir_unit(dir_name: &str) -> Option<&str> {
+    dir_name.strip_suffix(".d").and_then(unit_name)
+}
+
+fn read_dir_names(dir: &Path) -> Vec<(String, PathBuf)> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Vec::new(),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Vec::new()
+        }
         Err(e) => {
-            log::warn!("cannot read unit directory {}: {e}", dir.display());
+            log::warn!("cannot read directory {}: {e}", dir.display());
             return Vec::new();
         }
     };
-    let mut files: Vec<(String, PathBuf)> = entries
+    let mut names: Vec<(String, PathBuf)> = entries
         .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let file_name = entry.file_name();
-            let name = unit_name(file_name.to_str()?)?.to_string();
-            Some((name, entry.path()))
-        })
+        .filter_map(|entry| Some((entry.file_name().to_str()?.to_string(), entry.path())))
         .collect();
-    files.sort();
-    files
+    names.sort();
+    names
+}
+
+fn unit_files(dir: &Path) -> Vec<(String, PathBuf)> {
+    read_dir_names(dir)
+        .into_iter()
+        .filter_map(|(file_name, path)| Some((unit_name(&file_name)?.to_string(), path)))
+        .filter(|(_, path)| !path.is_dir())
+        .collect()
+}
+
+/// (unit name, drop-in file name, path) for every drop-in under `dir`.
+pub fn dropin_files(dir: &Path) -> Vec<(String, String, PathBuf)> {
+    let mut found = Vec::new();
+    for (dir_name, path) in read_dir_names(dir) {
+        let Some(unit) = dropin_dir_unit(&dir_name) else {
+            continue;
+        };
+        for (file_name, file) in read_dir_names(&path) {
+            if is_dropin_name(&file_name) && !file.is_dir() {
+                found.push((unit.to_string(), file_name, file));
+            }
+        }
+    }
+    found
 }
 
 #[cfg(test)]
@@ -125,6 +198,7 @@ mod tests {
         fs::write(high.join("Bad Name.yaml"), "junk").unwrap();
         let units = load_dirs(&[high.clone(), low.clone(), PathBuf::from("/nonexistent")]);
         assert_eq!(units.keys().collect::<Vec<_>>(), ["a", "b", "c", "d"]);
+        assert!(units["a"].effective.as_deref().unwrap().contains("/high"));
         match &units["a"].outcome {
             Outcome::Valid(unit) => assert_eq!(unit.rootfs, Some(PathBuf::from("/high"))),
             other => panic!("{other:?}"),
@@ -133,6 +207,72 @@ mod tests {
         assert_eq!(units["c"].outcome, Outcome::Masked);
         match &units["d"].outcome {
             Outcome::Invalid(e) => assert_eq!(e.line, 2),
+            other => panic!("{other:?}"),
+        }
+        fs::remove_dir_all(high).unwrap();
+        fs::remove_dir_all(low).unwrap();
+    }
+
+    #[test]
+    fn dropins_from_all_directories_merge_in_file_name_order() {
+        let high = temp_dir("dhigh");
+        let low = temp_dir("dlow");
+        fs::write(
+            low.join("a.yaml"),
+            "rootfs: /r\nexec: [/x]\nenv: {BASE: '1'}\n",
+        )
+        .unwrap();
+        fs::create_dir_all(high.join("a.yaml.d")).unwrap();
+        fs::create_dir_all(low.join("a.yaml.d")).unwrap();
+        fs::write(low.join("a.yaml.d/10-low.yaml"), "env: {TEN: low}\n").unwrap();
+        fs::write(high.join("a.yaml.d/10-low.yaml"), "env: {TEN: high}\n").unwrap();
+        fs::write(
+            low.join("a.yaml.d/20-x.yaml"),
+            "env: {TWENTY: '20', TEN: twenty}\n",
+        )
+        .unwrap();
+        fs::write(high.join("a.yaml.d/.20-x.yaml.swp"), "garbage").unwrap();
+        fs::write(high.join("a.yaml.d/20-x.yaml~"), "garbage").unwrap();
+        fs::create_dir_all(high.join("orphan.yaml.d")).unwrap();
+        fs::write(high.join("orphan.yaml.d/x.yaml"), "exec: [/x]\n").unwrap();
+        let units = load_dirs(&[high.clone(), low.clone()]);
+        assert_eq!(
+            units.keys().collect::<Vec<_>>(),
+            ["a"],
+            "drop-ins alone make no unit"
+        );
+        let a = &units["a"];
+        assert_eq!(
+            a.dropins,
+            [
+                high.join("a.yaml.d/10-low.yaml"),
+                low.join("a.yaml.d/20-x.yaml")
+            ]
+        );
+        match &a.outcome {
+            Outcome::Valid(unit) => {
+                let env: Vec<(&str, &str)> = unit
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                assert_eq!(env, [("BASE", "1"), ("TEN", "twenty"), ("TWENTY", "20")]);
+            }
+            other => panic!("{other:?}"),
+        }
+        fs::write(
+            low.join("a.yaml.d/30-bad.yaml"),
+            "\nrestart: {delay: never}\n",
+        )
+        .unwrap();
+        let units = load_dirs(&[high.clone(), low.clone()]);
+        match &units["a"].outcome {
+            Outcome::Invalid(e) => {
+                assert_eq!(
+                    (e.file.clone(), e.line),
+                    (low.join("a.yaml.d/30-bad.yaml"), 2)
+                )
+            }
             other => panic!("{other:?}"),
         }
         fs::remove_dir_all(high).unwrap();

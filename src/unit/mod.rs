@@ -1,10 +1,12 @@
 //! Units: the model, loading from the unit directories, and validation.
 
+mod dropin;
 pub mod loader;
 pub mod quantity;
 pub mod schema;
 mod validate;
 
+pub use dropin::{parse_layers, Layer};
 pub use schema::{IdOrName, MountKind, NetworkMode, RestartPolicy, UserSpec, Volatile};
 pub use validate::parse_unit;
 
@@ -30,6 +32,9 @@ pub struct Unit {
     pub user: Option<UserSpec>,
     pub hostname: String,
     pub init: bool,
+    /// Units that must run (or be ready) before this one starts, and that
+    /// stop only after it.
+    pub depends_on: Vec<String>,
     pub restart: RestartConfig,
     pub stop: StopConfig,
     pub mounts: Vec<Mount>,

@@ -29,7 +29,7 @@ pub struct RawUnit {
     pub mounts: Option<Vec<RawMount>>,
     pub logging: Option<RawLogging>,
     pub network: Option<RawNetwork>,
-    pub depends_on: Option<NotYet>,
+    pub depends_on: Option<Vec<UnitRef>>,
     pub notify: Option<NotYet>,
     pub resources: Option<NotYet>,
     pub sysctls: Option<NotYet>,
@@ -231,6 +231,21 @@ impl AbsPath {
 impl From<AbsPath> for PathBuf {
     fn from(p: AbsPath) -> PathBuf {
         p.0
+    }
+}
+
+/// The name of another unit.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UnitRef(pub String);
+
+scalar_deserialize!(UnitRef, UnitRef::parse);
+
+impl UnitRef {
+    fn parse(value: &str) -> Result<Self, String> {
+        if !super::valid_unit_name(value) {
+            return Err(format!("invalid unit name {value:?}"));
+        }
+        Ok(UnitRef(value.to_string()))
     }
 }
 

@@ -94,6 +94,7 @@ impl Checker<'_> {
                 .map(|h| h.0)
                 .unwrap_or_else(|| default_hostname(name)),
             init: raw.init.unwrap_or(true),
+            depends_on: self.depends_on(name, raw.depends_on.unwrap_or_default())?,
             restart: self.restart(raw.restart.unwrap_or_default())?,
             stop: self.stop(raw.stop.unwrap_or_default()),
             mounts: self.mounts(raw.mounts.unwrap_or_default())?,
@@ -102,6 +103,20 @@ impl Checker<'_> {
                 mode: raw.network.and_then(|n| n.mode).unwrap_or_default(),
             },
         })
+    }
+
+    fn depends_on(
+        &self,
+        name: &str,
+        raw: Vec<super::schema::UnitRef>,
+    ) -> Result<Vec<String>, UnitError> {
+        let mut names: Vec<String> = raw.into_iter().map(|r| r.0).collect();
+        if names.iter().any(|n| n == name) {
+            return Err(self.fail("depends_on", "a unit cannot depend on itself"));
+        }
+        names.sort();
+        names.dedup();
+        Ok(names)
     }
 
     fn restart(&self, raw: super::schema::RawRestart) -> Result<RestartConfig, UnitError> {
@@ -281,10 +296,17 @@ fn error_at(file: &Path, text: &str, field: &str, message: String) -> UnitError 
 }
 
 fn locate_key(text: &str, field: &str) -> (usize, usize) {
+    let (_, line, column) = locate_key_depth(text, field);
+    (line, column)
+}
+
+/// The line and column of the deepest component of the dotted `field` found
+/// in `text`, and how many components matched.
+pub(super) fn locate_key_depth(text: &str, field: &str) -> (usize, usize, usize) {
     let lines: Vec<&str> = text.lines().collect();
-    let mut found = (0, 0);
+    let mut found = (0, 0, 0);
     let mut from = 0;
-    for part in field.split('.').filter(|p| !p.is_empty()) {
+    for (depth, part) in field.split('.').filter(|p| !p.is_empty()).enumerate() {
         let key = part.split('[').next().unwrap_or(part);
         let needle = format!("{key}:");
         let hit = lines
@@ -299,7 +321,7 @@ fn locate_key(text: &str, field: &str) -> (usize, usize) {
             });
         match hit {
             Some((index, at)) => {
-                found = (index + 1, at + 1);
+                found = (depth + 1, index + 1, at + 1);
                 from = index;
             }
             None => break,

@@ -85,12 +85,25 @@ impl Daemon {
     /// Writes the given units before starting, so they run from the first
     /// reconcile.
     pub fn start_with_units(units: &[(&str, &str)]) -> Daemon {
+        Self::launch("units", true, units)
+    }
+
+    /// A daemon whose units directory (`units_path` under its temp dir) does
+    /// not exist yet.
+    pub fn start_without_units_dir(units_path: &str) -> Daemon {
+        Self::launch(units_path, false, &[])
+    }
+
+    fn launch(units_path: &str, create: bool, units: &[(&str, &str)]) -> Daemon {
         require_root();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("supd-test-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        let units_dir = dir.join("units");
-        fs::create_dir_all(&units_dir).unwrap();
+        let units_dir = dir.join(units_path);
+        fs::create_dir_all(&dir).unwrap();
+        if create {
+            fs::create_dir_all(&units_dir).unwrap();
+        }
         for (name, text) in units {
             fs::write(units_dir.join(format!("{name}.yaml")), text).unwrap();
         }
@@ -144,6 +157,7 @@ impl Daemon {
     }
 
     /// `supctl status --json NAME` as a JSON object.
+    /// Null while the daemon does not know the unit (yet).
     pub fn status(&self, name: &str) -> Value {
         let out = self.supctl(&["status", "--json", name]);
         let units: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -153,7 +167,7 @@ impl Daemon {
             .as_array()
             .and_then(|a| a.first())
             .cloned()
-            .unwrap_or_else(|| panic!("no status for {name}"))
+            .unwrap_or(Value::Null)
     }
 
     pub fn state(&self, name: &str) -> String {
@@ -178,7 +192,9 @@ impl Daemon {
     }
 
     pub fn pid(&self, name: &str) -> i32 {
-        self.wait_state(name, "running")["pid"].as_i64().unwrap() as i32
+        self.wait_state(name, "running")["pid"]
+            .as_i64()
+            .unwrap_or(0) as i32
     }
 
     pub fn log(&self, name: &str) -> String {

@@ -76,6 +76,8 @@ enum Cmd {
         lines: Option<usize>,
         name: String,
     },
+    /// Print the effective unit (after drop-ins) and the files it came from.
+    Show { name: String },
     /// Check unit files without a daemon; exits 1 if any is invalid.
     Validate {
         #[arg(required = true)]
@@ -133,6 +135,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             logs::print(&files, lines, follow)?;
             Ok(0)
         }
+        Cmd::Show { name } => show(&socket, name),
         Cmd::Validate { files } => Ok(validate(&files)),
     }
 }
@@ -198,6 +201,31 @@ fn act(socket: &Path, command: Command) -> anyhow::Result<u8> {
         }
         other => bail!("unexpected answer: {other:?}"),
     }
+}
+
+fn show(socket: &Path, name: String) -> anyhow::Result<u8> {
+    let Body::Show {
+        yaml,
+        files,
+        masked,
+        error,
+    } = request(socket, Command::Show { name: name.clone() })?
+    else {
+        bail!("unexpected answer from supd");
+    };
+    for file in &files {
+        println!("# {}", file.display());
+    }
+    if masked {
+        println!("# {name} is masked");
+    }
+    if let Some(error) = &error {
+        println!("# invalid now, the configuration below stays in force: {error}");
+    }
+    if let Some(yaml) = yaml {
+        print!("{yaml}");
+    }
+    Ok(0)
 }
 
 fn validate(files: &[PathBuf]) -> u8 {
