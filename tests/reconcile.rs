@@ -306,3 +306,21 @@ fn dependency_cycles_are_rejected_by_name() {
     }
     d.stop();
 }
+
+#[test]
+fn editing_one_of_many_units_restarts_only_that_one() {
+    let d = Daemon::start();
+    let names: Vec<String> = (0..40).map(|i| format!("many{i}")).collect();
+    for name in &names {
+        d.write_unit(name, &sh_unit(&d, SLEEPER, ""));
+    }
+    let pids: Vec<i32> = names.iter().map(|n| d.pid(n)).collect();
+    d.write_unit("many7", &sh_unit(&d, "echo edited; exec sleep 1000", ""));
+    wait_new_pid(&d, "many7", pids[7]);
+    for (name, pid) in names.iter().zip(&pids) {
+        if name != "many7" {
+            assert_eq!(d.pid(name), *pid, "{name} was restarted");
+        }
+    }
+    d.stop();
+}
