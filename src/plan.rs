@@ -220,14 +220,19 @@ fn decide(desired: Option<&Outcome>, actual: Option<&Actual>) -> Option<Action> 
     })
 }
 
-/// Fields that can change without a new container: the description and the
-/// restart, stop and logging policies, which supd itself applies.
+/// Fields that can change without a new container: the description, the
+/// restart, stop and logging policies (supd applies them itself) and the
+/// cgroup limits (written into the running container's cgroup). The
+/// oom_score_adj is a process attribute set at start, so it is not live.
 fn only_live_fields_differ(old: &Unit, new: &Unit) -> bool {
     let mut old = old.clone();
     old.description.clone_from(&new.description);
     old.restart = new.restart.clone();
     old.stop = new.stop.clone();
     old.logging = new.logging.clone();
+    let oom_score_adj = old.resources.oom_score_adj;
+    old.resources = new.resources.clone();
+    old.resources.oom_score_adj = oom_score_adj;
     old == *new
 }
 

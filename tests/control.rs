@@ -223,7 +223,7 @@ fn validate_works_offline() {
     fs::write(&good, "rootfs: /srv\nexec: [/bin/true]\n").unwrap();
     fs::write(
         &bad,
-        "rootfs: /srv\nexec: [/bin/true]\nresources:\n  cpu: { max: 1 }\n",
+        "rootfs: /srv\nexec: [/bin/true]\nsysctls:\n  net.core.somaxconn: 1 \n",
     )
     .unwrap();
     let run = |files: &[&std::path::Path]| {
@@ -243,7 +243,7 @@ fn validate_works_offline() {
     assert_eq!(mixed.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&mixed.stderr),
-        format!("{}:4:3: resources: this key is part of the unit schema but not supported yet by this version of supd\n", bad.display())
+        format!("{}:4:3: sysctls: this key is part of the unit schema but not supported yet by this version of supd\n", bad.display())
     );
     let badname = dir.join("Bad Name.yaml");
     fs::write(&badname, "").unwrap();

@@ -31,6 +31,13 @@ struct Cli {
     /// The control socket.
     #[arg(long, value_name = "PATH", default_value = "/run/supd/supd.sock")]
     socket: PathBuf,
+    /// Where cgroupfs is mounted.
+    #[arg(long, value_name = "DIR", default_value = "/sys/fs/cgroup")]
+    cgroup_root: PathBuf,
+    /// supd's cgroup, under which every container gets its own: ROOT/NAME on
+    /// cgroup v2, ROOT/CONTROLLER/NAME in each v1 hierarchy.
+    #[arg(long, value_name = "NAME", default_value = "supd")]
+    cgroup_parent: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,6 +67,8 @@ fn main() -> anyhow::Result<()> {
             log: cli.log_dir,
         },
         socket: cli.socket,
+        cgroup_root: cli.cgroup_root,
+        cgroup_parent: cli.cgroup_parent,
     };
     log::info!(
         "supd {} starting; units from {:?}, socket {}",

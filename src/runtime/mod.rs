@@ -3,6 +3,7 @@
 //! in the init stage (`setup`), a fresh exec of the supd binary inside the new
 //! namespaces.
 
+pub mod cgroup;
 mod netlo;
 pub mod rootfs;
 pub mod setup;

@@ -124,6 +124,14 @@ fn read_spec() -> Result<Spec, SetupError> {
 /// The container setup, one named step after the other.
 fn prepare(spec: &Spec) -> Result<Credentials, SetupError> {
     let unit = &spec.unit;
+    // supd placed this process in the container's cgroup before it ran: a
+    // cgroup namespace now makes that cgroup the container's root.
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+        .map_err(|e| SetupError::new("cgroupns", None::<&Path>, e.into()))?;
+    if let Some(adj) = unit.resources.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| SetupError::new("oom_score_adj", Some("/proc/self/oom_score_adj"), e))?;
+    }
     rootfs::make_private()?;
     let root = rootfs::assemble(spec)?;
     rootfs::mount_volumes(&root, &unit.mounts)?;

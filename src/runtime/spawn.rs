@@ -17,6 +17,8 @@ use std::path::PathBuf;
 pub enum SpawnError {
     #[error("prepare {path}: {source}")]
     Prepare { path: PathBuf, source: io::Error },
+    #[error("cgroup placement: {0}")]
+    Placement(String),
     #[error("{what}: {source}")]
     Sys {
         what: &'static str,
@@ -46,7 +48,14 @@ pub struct Spawned {
     pub output: File,
 }
 
-pub fn spawn(unit: &Unit, dirs: &Dirs, exe: &File) -> Result<Spawned, SpawnError> {
+/// Clones the container's first process. `place` runs in the parent while the
+/// child waits, so the child is in its cgroup before it executes anything.
+pub fn spawn(
+    unit: &Unit,
+    dirs: &Dirs,
+    exe: &File,
+    place: impl FnOnce(Pid) -> Result<(), String>,
+) -> Result<Spawned, SpawnError> {
     let staging = dirs.staging(&unit.name);
     fs::create_dir_all(&staging).map_err(|source| SpawnError::Prepare {
         path: staging.clone(),
@@ -62,6 +71,7 @@ pub fn spawn(unit: &Unit, dirs: &Dirs, exe: &File) -> Result<Spawned, SpawnError
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys("report pipe"))?;
     let (output_read, output_write) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys("output pipe"))?;
+    let (go_read, go_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys("go pipe"))?;
     let devnull = File::options()
         .read(true)
         .write(true)
@@ -87,13 +97,16 @@ pub fn spawn(unit: &Unit, dirs: &Dirs, exe: &File) -> Result<Spawned, SpawnError
         spec: spec_fd.as_raw_fd(),
         report: report_write.as_raw_fd(),
         exe: exe.as_raw_fd(),
+        go: go_read.as_raw_fd(),
+        go_write: go_write.as_raw_fd(),
     };
 
+    // The cgroup namespace is entered by the init stage, after placement, so
+    // that its root is the container's own cgroup.
     let mut flags = libc::CLONE_NEWPID
         | libc::CLONE_NEWNS
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWCGROUP
         | libc::CLONE_PIDFD;
     if unit.network.mode == NetworkMode::None {
         flags |= libc::CLONE_NEWNET;
@@ -123,8 +136,17 @@ pub fn spawn(unit: &Unit, dirs: &Dirs, exe: &File) -> Result<Spawned, SpawnError
     }
     // SAFETY: CLONE_PIDFD stored a new descriptor that only we own.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let pid = Pid::from_raw(ret as libc::pid_t);
+    drop(go_read);
+    if let Err(why) = place(pid) {
+        // The child never executes anything; SIGCHLD reaps it.
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        return Err(SpawnError::Placement(why));
+    }
+    // Closing the write end is the child's signal to go on.
+    drop(go_write);
     Ok(Spawned {
-        pid: Pid::from_raw(ret as libc::pid_t),
+        pid,
         pidfd,
         report: File::from(report_read),
         output: File::from(output_read),
@@ -153,6 +175,10 @@ struct ChildFds {
     spec: RawFd,
     report: RawFd,
     exe: RawFd,
+    /// Read end of the go pipe: EOF once the parent placed the child.
+    go: RawFd,
+    /// The child's copy of the write end, closed first or EOF never comes.
+    go_write: RawFd,
 }
 
 /// Runs in the cloned child. Moves every descriptor above the target range
@@ -166,6 +192,11 @@ fn exec_init_stage(
     // SAFETY: only async-signal-safe calls on descriptors inherited from the
     // parent; on any failure the child exits at once.
     unsafe {
+        libc::close(fds.go_write);
+        let mut byte = 0u8;
+        while libc::read(fds.go, (&mut byte as *mut u8).cast(), 1) < 0
+            && *libc::__errno_location() == libc::EINTR
+        {}
         let high = |fd: RawFd| libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, FLOOR);
         let moved = [
             high(fds.stdin),

@@ -3,6 +3,7 @@
 use super::logs::LogSink;
 use super::restart::RestartTracker;
 use crate::control::protocol::{rfc3339, LastExit, UnitStatus};
+use crate::runtime::cgroup::Cgroup;
 use crate::runtime::SetupError;
 use crate::unit::{RestartConfig, Unit};
 use nix::unistd::Pid;
@@ -48,6 +49,7 @@ pub struct Run {
     pub report_bytes: Vec<u8>,
     pub setup_error: Option<SetupError>,
     pub stop_requested: bool,
+    pub cgroup: Cgroup,
 }
 
 /// What to do once the current run has ended.
@@ -90,6 +92,10 @@ pub struct Entry {
     pub tracker: RestartTracker,
     pub restarts: u32,
     pub last_exit: Option<LastExit>,
+    /// OOM kills in earlier runs of this unit.
+    pub oom_kills: u64,
+    /// The previous (monotonic time, CPU usage ns) for `cpu_percent`.
+    pub cpu_sample: Option<(Duration, u64)>,
     /// The unit file's current validation error, if it is invalid now.
     pub config_error: Option<String>,
     /// Why the last start or run failed.
@@ -116,6 +122,8 @@ impl Entry {
             tracker: RestartTracker::new(RestartConfig::default()),
             restarts: 0,
             last_exit: None,
+            oom_kills: 0,
+            cpu_sample: None,
             config_error: None,
             run_error: None,
             output: None,
@@ -162,6 +170,31 @@ impl Entry {
         self.run.is_some() || self.state == State::Backoff || self.waiting
     }
 
+    /// Status with live figures from the cgroup. CPU percent is the usage
+    /// since the previous status request (or since start), so nothing has
+    /// to sample in the background.
+    pub fn status_now(&mut self, now: Duration) -> UnitStatus {
+        let mut status = self.status();
+        let Some(run) = &self.run else {
+            return status;
+        };
+        let stats = run.cgroup.stats();
+        status.memory_bytes = stats.memory_bytes;
+        status.working_set_bytes = stats.working_set_bytes;
+        status.pids = stats.pids;
+        status.oom_kills = Some(self.oom_kills + stats.oom_kills.unwrap_or(0));
+        if let Some(usage) = stats.cpu_usage_ns {
+            let (since, before) = self.cpu_sample.unwrap_or((run.started, 0));
+            let elapsed = now.saturating_sub(since).as_nanos() as f64;
+            if elapsed > 0.0 {
+                let percent = usage.saturating_sub(before) as f64 / elapsed * 100.0;
+                status.cpu_percent = Some((percent * 10.0).round() / 10.0);
+            }
+            self.cpu_sample = Some((now, usage));
+        }
+        status
+    }
+
     pub fn status(&self) -> UnitStatus {
         let since = self
             .since
@@ -175,7 +208,7 @@ impl Entry {
             since,
             restarts: self.restarts,
             last_exit: self.last_exit.clone(),
-            oom_kills: None,
+            oom_kills: Some(self.oom_kills),
             cpu_percent: None,
             memory_bytes: None,
             working_set_bytes: None,

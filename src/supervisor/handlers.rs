@@ -46,12 +46,13 @@ impl Supervisor {
         })
     }
 
-    fn status(&self, names: &[String]) -> Response {
+    fn status(&mut self, names: &[String]) -> Response {
+        let now = super::monotonic_now();
         let units = self
             .entries
-            .values()
+            .values_mut()
             .filter(|e| names.is_empty() || names.contains(&e.name))
-            .map(|e| e.status())
+            .map(|e| e.status_now(now))
             .collect();
         Response::new(Body::Status { units })
     }

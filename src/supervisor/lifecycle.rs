@@ -84,12 +84,35 @@ impl Supervisor {
         if let Some((file, token)) = entry.output.take() {
             self.unregister(file.as_fd(), token);
         }
-        let spawned = match runtime::spawn(&unit, &self.options.dirs, &self.exe) {
+        if let Err(error) = self.launch(name, &unit, now) {
+            log::error!("{name}: cannot start: {error}");
+            self.conclude_run(name, now, None, Some(error));
+        }
+    }
+
+    /// Creates the cgroup with its limits, clones the container into it and
+    /// registers its pipes.
+    fn launch(
+        &mut self,
+        name: &str,
+        unit: &crate::unit::Unit,
+        now: std::time::Duration,
+    ) -> Result<(), SetupError> {
+        let cgroup_error = |e: crate::runtime::cgroup::CgroupError| {
+            SetupError::message("cgroup", None::<&str>, e.to_string())
+        };
+        let cgroup = self.cgroups.create(name).map_err(cgroup_error)?;
+        if let Err(e) = cgroup.apply(&unit.resources, None) {
+            self.remove_cgroup(cgroup);
+            return Err(cgroup_error(e));
+        }
+        let placed = cgroup.clone();
+        let place = move |pid| placed.add_process(pid).map_err(|e| e.to_string());
+        let spawned = match runtime::spawn(unit, &self.options.dirs, &self.exe, place) {
             Ok(spawned) => spawned,
             Err(e) => {
-                log::error!("{name}: cannot start: {e}");
-                let error = SetupError::message("spawn", None::<&str>, e.to_string());
-                return self.conclude_run(name, now, None, Some(error));
+                self.remove_cgroup(cgroup);
+                return Err(SetupError::message("spawn", None::<&str>, e.to_string()));
             }
         };
         set_nonblocking(&spawned.report);
@@ -97,7 +120,7 @@ impl Supervisor {
         let report_token = self.register(spawned.report.as_fd(), Source::Report(name.into()));
         let output_token = self.register(spawned.output.as_fd(), Source::Output(name.into()));
         let Some(entry) = self.entries.get_mut(name) else {
-            return;
+            return Ok(());
         };
         entry.run = Some(Run {
             pid: spawned.pid,
@@ -107,11 +130,14 @@ impl Supervisor {
             report_bytes: Vec::new(),
             setup_error: None,
             stop_requested: false,
+            cgroup,
         });
+        entry.cpu_sample = None;
         entry.output = output_token.map(|t| (spawned.output, t));
         entry.timer = Some((now + SETUP_TIMEOUT, TimerKind::SetupTimeout));
         entry.set_state(State::Starting);
         log::info!("{name}: started container, init pid {}", spawned.pid);
+        Ok(())
     }
 
     /// Why the unit cannot start yet, if a dependency is not running.
@@ -186,9 +212,12 @@ impl Supervisor {
         let Some(run) = self.entries.get(name).and_then(|e| e.run.as_ref()) else {
             return;
         };
-        log::warn!("{name}: stop timeout passed, sending SIGKILL");
+        log::warn!("{name}: stop timeout passed, killing every process of the container");
         if let Err(e) = send_signal(run, libc::SIGKILL) {
             log::warn!("{name}: cannot kill: {e}");
+        }
+        if let Err(e) = run.cgroup.kill_all() {
+            log::warn!("{name}: cannot kill through the cgroup: {e}");
         }
     }
 
@@ -258,6 +287,8 @@ impl Supervisor {
         if let Some((file, token)) = run.report.take() {
             self.unregister(file.as_fd(), token);
         }
+        let oom_kills = run.cgroup.stats().oom_kills.unwrap_or(0);
+        self.remove_cgroup(run.cgroup.clone());
         let staging = self.options.dirs.staging(name);
         if let Err(e) = std::fs::remove_dir(&staging) {
             if e.kind() != io::ErrorKind::NotFound {
@@ -272,6 +303,21 @@ impl Supervisor {
         let Some(entry) = self.entries.get_mut(name) else {
             return;
         };
+        let mut exit = exit;
+        if oom_kills > 0 {
+            exit.oom_killed = true;
+            entry.oom_kills += oom_kills;
+            let limit = entry
+                .unit
+                .as_ref()
+                .and_then(|u| u.resources.memory_max)
+                .map_or("no memory.max".to_string(), |m| {
+                    format!("memory.max {m} bytes")
+                });
+            log::warn!(
+                "{name}: the kernel OOM-killed {oom_kills} process(es) of the container ({limit})"
+            );
+        }
         entry.last_exit = Some(exit);
         if run.stop_requested {
             entry.timer = None;

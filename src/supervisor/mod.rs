@@ -7,11 +7,14 @@ mod handlers;
 mod lifecycle;
 pub mod logs;
 mod reconcile;
+mod resources;
 pub mod restart;
 mod watch;
 
 use crate::control::connection::{Connection, Incoming};
+use crate::runtime::cgroup::{Cgroup, Cgroups};
 use crate::runtime::Dirs;
+use crate::unit::host::HostInfo;
 use entry::Entry;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
@@ -33,6 +36,10 @@ pub struct Options {
     pub units_dirs: Vec<PathBuf>,
     pub dirs: Dirs,
     pub socket: PathBuf,
+    /// Where cgroupfs is mounted (/sys/fs/cgroup).
+    pub cgroup_root: PathBuf,
+    /// supd's parent cgroup under the root (or in every v1 hierarchy).
+    pub cgroup_parent: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +57,8 @@ pub enum SupervisorError {
     },
     #[error("another supd is already listening on {}", .0.display())]
     SocketInUse(PathBuf),
+    #[error("cgroups: {0}")]
+    Cgroups(#[from] crate::runtime::cgroup::CgroupError),
 }
 
 const TOKEN_SIGNALS: u64 = 1;
@@ -100,6 +109,11 @@ pub struct Supervisor {
     watcher: watch::UnitWatcher,
     /// A reconcile is due at this monotonic time (debounced file events).
     reload_at: Option<Duration>,
+    cgroups: Cgroups,
+    host: HostInfo,
+    /// Cgroups whose removal met EBUSY, with the attempts made so far.
+    removals: Vec<(Cgroup, u32)>,
+    removal_at: Option<Duration>,
 }
 
 fn sys(what: &'static str) -> impl FnOnce(nix::Error) -> SupervisorError {
@@ -152,6 +166,16 @@ impl Supervisor {
             fs::create_dir_all(dir).map_err(setup("create directory", dir))?;
         }
         let exe = File::open("/proc/self/exe").map_err(setup("open", "/proc/self/exe".as_ref()))?;
+        let cgroups = Cgroups::new(&options.cgroup_root, &options.cgroup_parent)?;
+        log::info!(
+            "cgroup layout: {} under {}",
+            cgroups.layout(),
+            options.cgroup_root.display()
+        );
+        let host = HostInfo {
+            cgroups: cgroups.host(),
+            online_cpus: HostInfo::online_cpus(),
+        };
         let listener = bind_socket(&options.socket)?;
         let watcher = watch::UnitWatcher::new(&options.units_dirs)
             .map_err(setup("inotify on", &options.units_dirs[0]))?;
@@ -180,6 +204,10 @@ impl Supervisor {
             shutting_down: false,
             watcher,
             reload_at: None,
+            cgroups,
+            host,
+            removals: Vec::new(),
+            removal_at: None,
         })
     }
 
@@ -208,6 +236,8 @@ impl Supervisor {
             }
         }
         let _ = fs::remove_file(&self.options.socket);
+        self.finish_removals();
+        self.cgroups.remove_parents();
         log::info!("all containers stopped, exiting");
         Ok(())
     }
@@ -284,6 +314,7 @@ impl Supervisor {
             .values()
             .filter_map(|e| e.timer.map(|(at, _)| at))
             .chain(self.reload_at)
+            .chain(self.removal_at)
             .min();
         match next {
             Some(at) => self
@@ -303,6 +334,10 @@ impl Supervisor {
         if self.reload_at.is_some_and(|at| at <= now) {
             self.reload_at = None;
             self.reload();
+        }
+        if self.removal_at.is_some_and(|at| at <= now) {
+            self.removal_at = None;
+            self.retry_removals();
         }
         let due: Vec<(String, entry::TimerKind)> = self
             .entries

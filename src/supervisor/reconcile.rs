@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 impl Supervisor {
     pub(super) fn reload(&mut self) {
-        let loaded = load_dirs(&self.options.units_dirs);
+        let loaded = load_dirs(&self.options.units_dirs, Some(&self.host));
         let mut origins = BTreeMap::new();
         let desired: BTreeMap<String, Outcome> = loaded
             .into_iter()
@@ -68,10 +68,7 @@ impl Supervisor {
                     self.start_unit(name);
                 }
             }
-            Action::UpdateLive(unit) => {
-                log::info!("{name}: unit changed, applied without restart");
-                self.entry(name).adopt(*unit);
-            }
+            Action::UpdateLive(unit) => self.update_live(name, *unit),
             Action::Keep(unit) => self.entry(name).adopt(*unit),
             Action::Stop(unit) => {
                 log::info!("{name}: disabled, stopping");

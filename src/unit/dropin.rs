@@ -90,7 +90,7 @@ pub fn merge(base: &mut Value, overlay: Value) {
 
 /// Finds the last layer that mentions the error's field and reports the
 /// error at that file and line.
-fn attribute(mut error: UnitError, layers: &[Layer]) -> UnitError {
+pub(super) fn attribute(mut error: UnitError, layers: &[Layer]) -> UnitError {
     let mut field = error.field.clone();
     if let Some(unknown) = error
         .message

@@ -3,6 +3,8 @@
 //! lexical order of file name; a same-named drop-in in a higher directory
 //! replaces the lower one).
 
+use super::dropin::attribute;
+use super::host::{check_host, HostInfo};
 use super::{parse_layers, valid_unit_name, Layer, Unit, UnitError};
 use std::collections::BTreeMap;
 use std::fs;
@@ -31,7 +33,8 @@ pub enum Outcome {
 
 /// Reads every unit in `dirs` (highest precedence first). Directories that do
 /// not exist are skipped; a file that cannot be read is an invalid unit.
-pub fn load_dirs(dirs: &[PathBuf]) -> BTreeMap<String, LoadedUnit> {
+/// `host`, when given, also validates each unit against this host.
+pub fn load_dirs(dirs: &[PathBuf], host: Option<&HostInfo>) -> BTreeMap<String, LoadedUnit> {
     let mut sources: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut dropins: BTreeMap<String, BTreeMap<String, PathBuf>> = BTreeMap::new();
     for dir in dirs {
@@ -53,7 +56,7 @@ pub fn load_dirs(dirs: &[PathBuf]) -> BTreeMap<String, LoadedUnit> {
                 .remove(&name)
                 .map(|files| files.into_values().collect())
                 .unwrap_or_default();
-            let (outcome, effective) = load_unit(&name, &source, &extra);
+            let (outcome, effective) = load_unit(&name, &source, &extra, host);
             let unit = LoadedUnit {
                 source,
                 dropins: extra,
@@ -66,11 +69,16 @@ pub fn load_dirs(dirs: &[PathBuf]) -> BTreeMap<String, LoadedUnit> {
 }
 
 /// Loads one unit file by path (used by `supctl validate`).
-pub fn load_file(name: &str, path: &Path) -> Outcome {
-    load_unit(name, path, &[]).0
+pub fn load_file(name: &str, path: &Path, host: Option<&HostInfo>) -> Outcome {
+    load_unit(name, path, &[], host).0
 }
 
-fn load_unit(name: &str, path: &Path, dropins: &[PathBuf]) -> (Outcome, Option<String>) {
+fn load_unit(
+    name: &str,
+    path: &Path,
+    dropins: &[PathBuf],
+    host: Option<&HostInfo>,
+) -> (Outcome, Option<String>) {
     if is_masked(path) {
         return (Outcome::Masked, None);
     }
@@ -94,7 +102,19 @@ fn load_unit(name: &str, path: &Path, dropins: &[PathBuf]) -> (Outcome, Option<S
         }
     }
     match parse_layers(name, &layers) {
-        Ok((unit, text)) => (Outcome::Valid(Box::new(unit)), Some(text)),
+        Ok((unit, text)) => match host.map_or(Ok(()), |host| check_host(&unit, host)) {
+            Ok(()) => (Outcome::Valid(Box::new(unit)), Some(text)),
+            Err((field, message)) => {
+                let error = UnitError {
+                    file: path.to_path_buf(),
+                    line: 0,
+                    column: 0,
+                    field,
+                    message,
+                };
+                (Outcome::Invalid(attribute(error, &layers)), None)
+            }
+        },
         Err(e) => (Outcome::Invalid(e), None),
     }
 }
@@ -196,7 +216,10 @@ mod tests {
         fs::write(high.join("d.yaml"), "exec: [\n").unwrap();
         fs::write(high.join(".d.yaml.swp"), "junk").unwrap();
         fs::write(high.join("Bad Name.yaml"), "junk").unwrap();
-        let units = load_dirs(&[high.clone(), low.clone(), PathBuf::from("/nonexistent")]);
+        let units = load_dirs(
+            &[high.clone(), low.clone(), PathBuf::from("/nonexistent")],
+            None,
+        );
         assert_eq!(units.keys().collect::<Vec<_>>(), ["a", "b", "c", "d"]);
         assert!(units["a"].effective.as_deref().unwrap().contains("/high"));
         match &units["a"].outcome {
@@ -235,7 +258,7 @@ mod tests {
         fs::write(high.join("a.yaml.d/20-x.yaml~"), "garbage").unwrap();
         fs::create_dir_all(high.join("orphan.yaml.d")).unwrap();
         fs::write(high.join("orphan.yaml.d/x.yaml"), "exec: [/x]\n").unwrap();
-        let units = load_dirs(&[high.clone(), low.clone()]);
+        let units = load_dirs(&[high.clone(), low.clone()], None);
         assert_eq!(
             units.keys().collect::<Vec<_>>(),
             ["a"],
@@ -265,7 +288,7 @@ mod tests {
             "\nrestart: {delay: never}\n",
         )
         .unwrap();
-        let units = load_dirs(&[high.clone(), low.clone()]);
+        let units = load_dirs(&[high.clone(), low.clone()], None);
         match &units["a"].outcome {
             Outcome::Invalid(e) => {
                 assert_eq!(

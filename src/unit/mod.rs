@@ -1,6 +1,7 @@
 //! Units: the model, loading from the unit directories, and validation.
 
 mod dropin;
+pub mod host;
 pub mod loader;
 pub mod quantity;
 pub mod schema;
@@ -40,6 +41,41 @@ pub struct Unit {
     pub mounts: Vec<Mount>,
     pub logging: LoggingConfig,
     pub network: NetworkConfig,
+    pub resources: Resources,
+}
+
+/// `resources:`; every limit is optional (absent: no limit).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Resources {
+    pub memory_max: Option<u64>,
+    pub memory_high: Option<u64>,
+    pub memory_swap: Option<u64>,
+    pub memory_swappiness: Option<u32>,
+    /// A process attribute rather than a cgroup file: set by the init stage.
+    pub oom_score_adj: Option<i32>,
+    /// In CPUs: 0.5 is half of one CPU.
+    pub cpu_max: Option<f64>,
+    pub cpu_weight: Option<u32>,
+    /// The kernel's list form, `0-1`.
+    pub cpuset: Option<String>,
+    pub pids_max: Option<u64>,
+    pub io_weight: Option<u32>,
+    pub io_limits: Vec<IoLimit>,
+}
+
+impl Resources {
+    pub fn is_empty(&self) -> bool {
+        *self == Resources::default()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IoLimit {
+    pub device: PathBuf,
+    pub read_bps: Option<u64>,
+    pub write_bps: Option<u64>,
+    pub read_iops: Option<u64>,
+    pub write_iops: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -31,7 +31,7 @@ pub struct RawUnit {
     pub network: Option<RawNetwork>,
     pub depends_on: Option<Vec<UnitRef>>,
     pub notify: Option<NotYet>,
-    pub resources: Option<NotYet>,
+    pub resources: Option<RawResources>,
     pub sysctls: Option<NotYet>,
     pub security: Option<NotYet>,
 }
@@ -70,6 +70,106 @@ pub struct RawMount {
     pub readonly: Option<bool>,
     pub size: Option<Size>,
     pub mode: Option<FileMode>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResources {
+    pub memory: Option<RawMemory>,
+    pub cpu: Option<RawCpu>,
+    pub pids: Option<RawPids>,
+    pub io: Option<RawIo>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMemory {
+    pub max: Option<Size>,
+    pub high: Option<Size>,
+    pub swap: Option<Size>,
+    pub swappiness: Option<u32>,
+    pub oom_score_adj: Option<i32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCpu {
+    pub max: Option<f64>,
+    pub weight: Option<u32>,
+    pub cpuset: Option<CpuList>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPids {
+    pub max: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIo {
+    pub weight: Option<u32>,
+    pub limits: Option<Vec<RawIoLimit>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIoLimit {
+    pub device: AbsPath,
+    pub read_bps: Option<Size>,
+    pub write_bps: Option<Size>,
+    pub read_iops: Option<u64>,
+    pub write_iops: Option<u64>,
+}
+
+/// A CPU list as the kernel writes it: `0-3,6`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuList(pub std::collections::BTreeSet<u32>);
+
+scalar_deserialize!(CpuList, CpuList::parse);
+
+impl CpuList {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let bad =
+            || format!("invalid CPU list {value:?}: expected CPU numbers and ranges such as 0-3,6");
+        let mut cpus = std::collections::BTreeSet::new();
+        for part in value.split(',').map(str::trim) {
+            let (first, last) = match part.split_once('-') {
+                Some((a, b)) => (
+                    a.parse::<u32>().map_err(|_| bad())?,
+                    b.parse::<u32>().map_err(|_| bad())?,
+                ),
+                None => {
+                    let cpu = part.parse::<u32>().map_err(|_| bad())?;
+                    (cpu, cpu)
+                }
+            };
+            if first > last || last > 4095 {
+                return Err(bad());
+            }
+            cpus.extend(first..=last);
+        }
+        Ok(CpuList(cpus))
+    }
+
+    /// The kernel's compact form, `0-3,6`.
+    pub fn render(&self) -> String {
+        let mut out: Vec<String> = Vec::new();
+        let mut iter = self.0.iter().copied().peekable();
+        while let Some(first) = iter.next() {
+            let mut last = first;
+            while iter.peek() == Some(&(last + 1)) {
+                last += 1;
+                iter.next();
+            }
+            out.push(if first == last {
+                first.to_string()
+            } else {
+                format!("{first}-{last}")
+            });
+        }
+        out.join(",")
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

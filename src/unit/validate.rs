@@ -1,7 +1,10 @@
 //! From the text of a unit file to a validated `Unit`.
 
 use super::schema::{MountKind, RawMount, RawUnit, Volatile};
-use super::{LoggingConfig, Mount, NetworkConfig, RestartConfig, StopConfig, Unit, UnitError};
+use super::{
+    IoLimit, LoggingConfig, Mount, NetworkConfig, Resources, RestartConfig, StopConfig, Unit,
+    UnitError,
+};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -99,6 +102,7 @@ impl Checker<'_> {
             stop: self.stop(raw.stop.unwrap_or_default()),
             mounts: self.mounts(raw.mounts.unwrap_or_default())?,
             logging: self.logging(raw.logging.unwrap_or_default())?,
+            resources: self.resources(raw.resources.unwrap_or_default())?,
             network: NetworkConfig {
                 mode: raw.network.and_then(|n| n.mode).unwrap_or_default(),
             },
@@ -194,6 +198,114 @@ impl Checker<'_> {
             });
         }
         Ok(mounts)
+    }
+
+    fn resources(&self, raw: super::schema::RawResources) -> Result<Resources, UnitError> {
+        let memory = raw.memory.unwrap_or_default();
+        let cpu = raw.cpu.unwrap_or_default();
+        let io = raw.io.unwrap_or_default();
+        let resources = Resources {
+            memory_max: memory.max.map(|s| s.0),
+            memory_high: memory.high.map(|s| s.0),
+            memory_swap: memory.swap.map(|s| s.0),
+            memory_swappiness: memory.swappiness,
+            oom_score_adj: memory.oom_score_adj,
+            cpu_max: cpu.max,
+            cpu_weight: cpu.weight,
+            cpuset: cpu.cpuset.map(|c| c.render()),
+            pids_max: raw.pids.and_then(|p| p.max),
+            io_weight: io.weight,
+            io_limits: io
+                .limits
+                .unwrap_or_default()
+                .into_iter()
+                .map(|l| IoLimit {
+                    device: l.device.0,
+                    read_bps: l.read_bps.map(|s| s.0),
+                    write_bps: l.write_bps.map(|s| s.0),
+                    read_iops: l.read_iops,
+                    write_iops: l.write_iops,
+                })
+                .collect(),
+        };
+        let range = |field: &str, value: Option<i64>, low: i64, high: i64| match value {
+            Some(v) if v < low || v > high => {
+                Err(self.fail(field, format!("must be between {low} and {high}, not {v}")))
+            }
+            _ => Ok(()),
+        };
+        range(
+            "resources.memory.swappiness",
+            resources.memory_swappiness.map(i64::from),
+            0,
+            100,
+        )?;
+        range(
+            "resources.memory.oom_score_adj",
+            resources.oom_score_adj.map(i64::from),
+            -1000,
+            1000,
+        )?;
+        range(
+            "resources.cpu.weight",
+            resources.cpu_weight.map(i64::from),
+            1,
+            10_000,
+        )?;
+        range(
+            "resources.io.weight",
+            resources.io_weight.map(i64::from),
+            1,
+            10_000,
+        )?;
+        range(
+            "resources.pids.max",
+            resources.pids_max.map(|v| v as i64),
+            2,
+            i64::MAX,
+        )?;
+        if let Some(max) = resources.cpu_max {
+            // The kernel refuses a quota under 1 ms per 100 ms period.
+            if !(0.01..=4096.0).contains(&max) {
+                return Err(self.fail(
+                    "resources.cpu.max",
+                    format!("must be between 0.01 and 4096 CPUs, not {max}"),
+                ));
+            }
+        }
+        for (field, value) in [
+            ("max", resources.memory_max),
+            ("high", resources.memory_high),
+        ] {
+            if value.is_some_and(|v| v < 1 << 20) {
+                return Err(self.fail(
+                    &format!("resources.memory.{field}"),
+                    "must be at least 1M: a smaller limit cannot run a container",
+                ));
+            }
+        }
+        if let (Some(high), Some(max)) = (resources.memory_high, resources.memory_max) {
+            if high > max {
+                return Err(self.fail("resources.memory.high", "must not exceed memory.max"));
+            }
+        }
+        for (index, limit) in resources.io_limits.iter().enumerate() {
+            let empty = [
+                limit.read_bps,
+                limit.write_bps,
+                limit.read_iops,
+                limit.write_iops,
+            ]
+            .iter()
+            .all(Option::is_none);
+            if empty {
+                return Err(self.fail(
+                    &format!("resources.io.limits[{index}]"),
+                    "name at least one of read_bps, write_bps, read_iops, write_iops",
+                ));
+            }
+        }
+        Ok(resources)
     }
 
     fn logging(&self, raw: super::schema::RawLogging) -> Result<LoggingConfig, UnitError> {

@@ -122,6 +122,8 @@ impl Daemon {
             .arg(dir.join("log"))
             .arg("--socket")
             .arg(&socket)
+            .arg("--cgroup-parent")
+            .arg(cgroup_parent(&dir))
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -268,8 +270,26 @@ impl Drop for Daemon {
     }
 }
 
-/// No process, mount or staging directory that mentions `dir` remains.
+/// Each test daemon has its own parent cgroup, named after its directory.
+pub fn cgroup_parent(dir: &Path) -> String {
+    dir.file_name().unwrap().to_string_lossy().to_string()
+}
+
+/// The daemon's parent cgroup directories, wherever they exist.
+pub fn cgroup_dirs(dir: &Path) -> Vec<PathBuf> {
+    let parent = cgroup_parent(dir);
+    let root = Path::new("/sys/fs/cgroup");
+    let mut candidates = vec![root.join(&parent)];
+    for hierarchy in fs::read_dir(root).unwrap().filter_map(Result::ok) {
+        candidates.push(hierarchy.path().join(&parent));
+    }
+    candidates.into_iter().filter(|p| p.is_dir()).collect()
+}
+
+/// No process, mount, cgroup or staging directory of the daemon remains.
 pub fn assert_no_leftovers(dir: &Path) {
+    let cgroups = cgroup_dirs(dir);
+    assert!(cgroups.is_empty(), "cgroups left behind: {cgroups:?}");
     let needle = format!("{}/", dir.display());
     let processes = processes_mentioning(&needle);
     assert!(processes.is_empty(), "processes left behind: {processes:?}");

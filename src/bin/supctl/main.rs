@@ -228,7 +228,15 @@ fn show(socket: &Path, name: String) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// Checks units as this host's supd would: against its cgroup layout, its
+/// online CPUs and its devices.
 fn validate(files: &[PathBuf]) -> u8 {
+    let host = supd::runtime::cgroup::probe_host(Path::new("/sys/fs/cgroup")).map(|cgroups| {
+        supd::unit::host::HostInfo {
+            cgroups,
+            online_cpus: supd::unit::host::HostInfo::online_cpus(),
+        }
+    });
     let mut failures = 0;
     for file in files {
         let name = file
@@ -243,7 +251,7 @@ fn validate(files: &[PathBuf]) -> u8 {
             failures += 1;
             continue;
         };
-        match load_file(name, file) {
+        match load_file(name, file, host.as_ref()) {
             Outcome::Valid(_) => println!("{}: ok", file.display()),
             Outcome::Masked => println!("{}: ok (masks unit {name})", file.display()),
             Outcome::Invalid(error) => {

@@ -115,8 +115,8 @@ fn errors_name_file_line_column_and_field() {
             format!("{f}:2:9: rootfs: path \"relative/dir\" must be absolute"),
         ),
         (
-            "exec: [/x]\nrootfs: /r\nresources:\n  memory: { max: 1G }\n",
-            format!("{f}:4:3: resources: this key is part of the unit schema but not supported yet by this version of supd"),
+            "exec: [/x]\nrootfs: /r\nsysctls:\n  net.core.somaxconn: 1024\n",
+            format!("{f}:4:3: sysctls: this key is part of the unit schema but not supported yet by this version of supd"),
         ),
         (
             "exec: [/x]\nrootfs: /r\nnetwork:\n  mode: bridge\n",

@@ -1,0 +1,405 @@
+//! Container cgroups, written directly against cgroupfs. The cgroupfs root
+//! is a parameter, so tests fake a v1 or v2 tree in a temp dir.
+//!
+//! Why not cgroups-rs: measured here, it silently drops limits for unmounted
+//! controllers, turns read errors into zeros, never parses v2 memory.events,
+//! writes the root's subtree_control on v2, sleeps in delete(), and brings
+//! ~57 crates. What supd needs is a few dozen file writes with read-back.
+
+mod limits;
+mod stats;
+
+pub use limits::{plan_writes, Check, Write};
+pub use stats::Stats;
+
+use crate::unit::Resources;
+use nix::unistd::Pid;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Controllers in v1 hierarchies; `hybrid` if an (empty) cgroup2 mount
+    /// sits beside them at `unified`.
+    V1 {
+        hybrid: bool,
+    },
+    V2,
+}
+
+impl std::fmt::Display for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Layout::V1 { hybrid: false } => "cgroup v1",
+            Layout::V1 { hybrid: true } => "hybrid (v1 controllers, empty cgroup2 at unified)",
+            Layout::V2 => "cgroup v2 (unified)",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("no cgroup hierarchy under {}", .0.display())]
+    NotFound(PathBuf),
+    #[error("{op} {}: {source}", .path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("{}: wrote {wrote:?} but the kernel reports {read:?}", .path.display())]
+    Mismatch {
+        path: PathBuf,
+        wrote: String,
+        read: String,
+    },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+fn io_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CgroupError {
+    let path = path.to_path_buf();
+    move |source| CgroupError::Io { op, path, source }
+}
+
+/// The v1 controllers supd uses, each in its own hierarchy (co-mounted ones
+/// such as cpu,cpuacct appear under both names on every distribution).
+pub const V1_CONTROLLERS: [&str; 7] = [
+    "memory", "cpu", "cpuacct", "cpuset", "pids", "blkio", "freezer",
+];
+/// The v2 controllers supd enables for its containers.
+const V2_CONTROLLERS: [&str; 5] = ["cpuset", "cpu", "io", "memory", "pids"];
+
+pub fn detect(root: &Path) -> Result<Layout, CgroupError> {
+    if root.join("cgroup.controllers").is_file() {
+        return Ok(Layout::V2);
+    }
+    if V1_CONTROLLERS.iter().any(|c| root.join(c).is_dir()) {
+        let hybrid = root.join("unified/cgroup.controllers").is_file();
+        return Ok(Layout::V1 { hybrid });
+    }
+    Err(CgroupError::NotFound(root.to_path_buf()))
+}
+
+/// What validation needs to know about the host's cgroups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostCgroups {
+    pub layout: Layout,
+    /// v1: memory.memsw.* exists; v2: memory.swap.max exists.
+    pub swap_accounting: bool,
+    pub io_weight: bool,
+}
+
+/// What the host offers, read without creating anything (for offline
+/// validation); None where no cgroup hierarchy is mounted.
+pub fn probe_host(root: &Path) -> Option<HostCgroups> {
+    let layout = detect(root).ok()?;
+    let child_has = |file: &str| {
+        fs::read_dir(root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.path().join(file).exists())
+    };
+    let (swap_accounting, io_weight) = match layout {
+        Layout::V2 => (child_has("memory.swap.max"), child_has("io.weight")),
+        Layout::V1 { .. } => (
+            root.join("memory/memory.memsw.limit_in_bytes").exists(),
+            root.join("blkio/blkio.weight").exists(),
+        ),
+    };
+    Some(HostCgroups {
+        layout,
+        swap_accounting,
+        io_weight,
+    })
+}
+
+/// supd's parent cgroup(s), under which each container gets its own.
+#[derive(Clone, Debug)]
+pub struct Cgroups {
+    layout: Layout,
+    /// v1: one (controller, parent dir) per mounted controller; v2: one
+    /// entry with an empty controller name.
+    parents: Vec<(&'static str, PathBuf)>,
+}
+
+impl Cgroups {
+    /// Detects the layout under `root` and prepares `root/.../parent`.
+    pub fn new(root: &Path, parent: &str) -> Result<Self, CgroupError> {
+        let layout = detect(root)?;
+        let parents = match layout {
+            Layout::V2 => {
+                let dir = root.join(parent);
+                enable_controllers(root)?;
+                make_dir(&dir)?;
+                enable_controllers(&dir)?;
+                vec![("", dir)]
+            }
+            Layout::V1 { .. } => {
+                let mut parents = Vec::new();
+                for controller in V1_CONTROLLERS {
+                    let hierarchy = root.join(controller);
+                    if !hierarchy.is_dir() {
+                        continue;
+                    }
+                    let dir = hierarchy.join(parent);
+                    make_dir(&dir)?;
+                    if controller == "cpuset" {
+                        inherit_cpuset(&hierarchy, &dir)?;
+                    }
+                    parents.push((controller, dir));
+                }
+                parents
+            }
+        };
+        Ok(Cgroups { layout, parents })
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    pub fn host(&self) -> HostCgroups {
+        let has = |controller: &str, file: &str| {
+            self.parents
+                .iter()
+                .any(|(c, dir)| (c.is_empty() || *c == controller) && dir.join(file).exists())
+        };
+        let swap_accounting = match self.layout {
+            Layout::V2 => has("", "memory.swap.max"),
+            Layout::V1 { .. } => has("memory", "memory.memsw.limit_in_bytes"),
+        };
+        let io_weight = match self.layout {
+            Layout::V2 => has("", "io.weight"),
+            Layout::V1 { .. } => has("blkio", "blkio.weight"),
+        };
+        HostCgroups {
+            layout: self.layout,
+            swap_accounting,
+            io_weight,
+        }
+    }
+
+    /// Creates the container's cgroup(s), empty of processes.
+    pub fn create(&self, name: &str) -> Result<Cgroup, CgroupError> {
+        let mut dirs = Vec::with_capacity(self.parents.len());
+        for (controller, parent) in &self.parents {
+            let dir = parent.join(name);
+            make_dir(&dir)?;
+            if *controller == "cpuset" {
+                inherit_cpuset(parent, &dir)?;
+            }
+            dirs.push((*controller, dir));
+        }
+        Ok(Cgroup {
+            layout: self.layout,
+            dirs,
+        })
+    }
+
+    /// Removes supd's parent directories if no container uses them.
+    pub fn remove_parents(&self) {
+        for (_, dir) in &self.parents {
+            if let Err(e) = fs::remove_dir(dir) {
+                log::debug!("keeping {}: {e}", dir.display());
+            }
+        }
+    }
+}
+
+fn make_dir(dir: &Path) -> Result<(), CgroupError> {
+    match fs::create_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(CgroupError::Io {
+            op: "mkdir",
+            path: dir.to_path_buf(),
+            source: e,
+        }),
+    }
+}
+
+/// A v1 cpuset cgroup starts with empty cpus and mems, and a process cannot
+/// join it until they are set: copy the parent's.
+fn inherit_cpuset(parent: &Path, dir: &Path) -> Result<(), CgroupError> {
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        let current = read(&dir.join(file))?;
+        if current.trim().is_empty() {
+            let value = read(&parent.join(file))?;
+            write(&dir.join(file), value.trim())?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes the v2 controllers supd needs available to the children of `dir`.
+/// Only the missing ones are written, so on a systemd host (where they are
+/// already on) nothing is written at the root.
+fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
+    let available = read(&dir.join("cgroup.controllers"))?;
+    let enabled = read(&dir.join("cgroup.subtree_control"))?;
+    let missing: Vec<String> = V2_CONTROLLERS
+        .iter()
+        .filter(|c| available.split_whitespace().any(|a| a == **c))
+        .filter(|c| !enabled.split_whitespace().any(|e| e == **c))
+        .map(|c| format!("+{c}"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    write(&dir.join("cgroup.subtree_control"), &missing.join(" "))
+}
+
+pub(crate) fn read(path: &Path) -> Result<String, CgroupError> {
+    fs::read_to_string(path).map_err(io_error("read", path))
+}
+
+pub(crate) fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
+    fs::write(path, value).map_err(io_error("write", path))
+}
+
+/// One container's cgroup (one directory per v1 hierarchy, one on v2).
+#[derive(Clone, Debug)]
+pub struct Cgroup {
+    layout: Layout,
+    dirs: Vec<(&'static str, PathBuf)>,
+}
+
+impl Cgroup {
+    fn dir(&self, controller: &str) -> Option<&Path> {
+        self.dirs
+            .iter()
+            .find(|(c, _)| c.is_empty() || *c == controller)
+            .map(|(_, d)| d.as_path())
+    }
+
+    /// The directory that names the container (v2), or its memory cgroup.
+    pub fn path(&self) -> &Path {
+        self.dir("memory")
+            .or_else(|| self.dirs.first().map(|(_, d)| d.as_path()))
+            .unwrap_or(Path::new("/"))
+    }
+
+    /// Moves a process (and so everything it will fork) into the cgroup.
+    pub fn add_process(&self, pid: Pid) -> Result<(), CgroupError> {
+        for (_, dir) in &self.dirs {
+            write(&dir.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Writes every limit (and resets the ones no longer set), reading each
+    /// back. `previous` names I/O devices whose limits must be lifted.
+    pub fn apply(
+        &self,
+        resources: &Resources,
+        previous: Option<&Resources>,
+    ) -> Result<Vec<String>, CgroupError> {
+        let writes = plan_writes(self.layout, resources, previous, &device_numbers)?;
+        let mut applied = Vec::new();
+        for w in writes {
+            let Some(dir) = self.dir(w.controller) else {
+                if w.required {
+                    return Err(CgroupError::Unsupported(format!(
+                        "the {} controller is not available on this host, needed for {}",
+                        w.controller, w.file
+                    )));
+                }
+                continue;
+            };
+            let path = dir.join(w.file);
+            if !w.required && !path.exists() {
+                continue;
+            }
+            write(&path, &w.value)?;
+            let read_back = read(&path)?;
+            if !w.check.matches(&w.value, &read_back) {
+                return Err(CgroupError::Mismatch {
+                    path,
+                    wrote: w.value,
+                    read: read_back.trim().to_string(),
+                });
+            }
+            if w.required {
+                applied.push(format!("{}={}", w.file, w.value));
+            }
+        }
+        Ok(applied)
+    }
+
+    pub fn stats(&self) -> Stats {
+        stats::read_stats(self.layout, |controller, file| {
+            self.dir(controller)
+                .and_then(|d| fs::read_to_string(d.join(file)).ok())
+        })
+    }
+
+    /// Kills every process in the cgroup: cgroup.kill on v2 where present,
+    /// otherwise freeze, kill each, thaw.
+    pub fn kill_all(&self) -> Result<(), CgroupError> {
+        if let Some(dir) = self.dir("") {
+            let kill = dir.join("cgroup.kill");
+            if self.layout == Layout::V2 && kill.exists() {
+                return write(&kill, "1");
+            }
+        }
+        let freezer = match self.layout {
+            Layout::V2 => self.dir("").map(|d| (d.join("cgroup.freeze"), "1", "0")),
+            Layout::V1 { .. } => self
+                .dir("freezer")
+                .map(|d| (d.join("freezer.state"), "FROZEN", "THAWED")),
+        };
+        let frozen = freezer
+            .as_ref()
+            .is_some_and(|(file, on, _)| write(file, on).is_ok());
+        let procs_dir = self.dir("pids").or_else(|| self.dir("memory"));
+        if let Some(dir) = procs_dir {
+            let procs = read(&dir.join("cgroup.procs"))?;
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                let _ =
+                    nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        if let (true, Some((file, _, off))) = (frozen, freezer) {
+            write(&file, off)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the cgroup. EBUSY (a process not yet fully gone) comes back
+    /// as an error for the caller to retry later, never a sleep here.
+    pub fn remove(&self) -> Result<(), CgroupError> {
+        for (_, dir) in &self.dirs {
+            match fs::remove_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("rmdir", dir)(e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// MAJOR:MINOR of a block device node.
+fn device_numbers(path: &Path) -> Result<(u64, u64), CgroupError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = fs::metadata(path).map_err(io_error("stat", path))?;
+    if !meta.file_type().is_block_device() {
+        return Err(CgroupError::Unsupported(format!(
+            "{} is not a block device",
+            path.display()
+        )));
+    }
+    let rdev = meta.rdev();
+    Ok((libc::major(rdev) as u64, libc::minor(rdev) as u64))
+}
+
+/// Whether `path` is a block device (for validation).
+pub fn is_block_device(path: &Path) -> bool {
+    device_numbers(path).is_ok()
+}
+
+#[cfg(test)]
+mod tests;

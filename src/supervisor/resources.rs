@@ -1,0 +1,85 @@
+//! The supervisor's side of cgroups: live updates and removal retries.
+
+use super::{monotonic_now, Supervisor};
+use crate::runtime::cgroup::Cgroup;
+use crate::unit::Unit;
+use std::time::Duration;
+
+/// Between attempts to remove a cgroup that was still busy.
+const REMOVAL_RETRY: Duration = Duration::from_millis(100);
+/// After this many attempts (10 s) the cgroup is reported and left.
+const REMOVAL_ATTEMPTS: u32 = 100;
+
+impl Supervisor {
+    /// A change that touches only live-settable fields: adopt it and write
+    /// new limits into the running container's cgroup, keeping its pid.
+    pub(super) fn update_live(&mut self, name: &str, unit: Unit) {
+        let Some(entry) = self.entries.get_mut(name) else {
+            return;
+        };
+        let previous = entry.unit.as_ref().map(|u| u.resources.clone());
+        let resources_changed = previous.as_ref() != Some(&unit.resources);
+        let resources = unit.resources.clone();
+        entry.adopt(unit);
+        let Some(run) = entry.run.as_ref() else {
+            return;
+        };
+        if !resources_changed {
+            log::info!("{name}: unit changed, applied without restart");
+            return;
+        }
+        match run.cgroup.apply(&resources, previous.as_ref()) {
+            Ok(applied) => {
+                log::info!(
+                    "{name}: resources updated without restart (pid {}): {}",
+                    run.pid,
+                    if applied.is_empty() {
+                        "all limits lifted".to_string()
+                    } else {
+                        applied.join(", ")
+                    }
+                );
+                entry.run_error = None;
+            }
+            Err(e) => {
+                log::error!("{name}: cannot apply the new resources: {e}");
+                entry.run_error = Some(format!("resources not applied: {e}"));
+            }
+        }
+    }
+
+    /// Removes a cgroup now, or retries later if it is still busy.
+    pub(super) fn remove_cgroup(&mut self, cgroup: Cgroup) {
+        if let Err(e) = cgroup.remove() {
+            log::debug!("{}: {e}; retrying", cgroup.path().display());
+            self.removals.push((cgroup, 1));
+            self.removal_at
+                .get_or_insert(monotonic_now() + REMOVAL_RETRY);
+        }
+    }
+
+    pub(super) fn retry_removals(&mut self) {
+        let pending = std::mem::take(&mut self.removals);
+        for (cgroup, attempts) in pending {
+            match cgroup.remove() {
+                Ok(()) => {}
+                Err(e) if attempts >= REMOVAL_ATTEMPTS => {
+                    log::error!("giving up removing a container cgroup: {e}");
+                }
+                Err(_) => self.removals.push((cgroup, attempts + 1)),
+            }
+        }
+        if !self.removals.is_empty() {
+            self.removal_at = Some(monotonic_now() + REMOVAL_RETRY);
+        }
+    }
+
+    /// At exit: one last attempt for every cgroup still pending.
+    pub(super) fn finish_removals(&mut self) {
+        for (cgroup, _) in std::mem::take(&mut self.removals) {
+            if let Err(e) = cgroup.remove() {
+                log::error!("leaving a container cgroup behind: {e}");
+            }
+        }
+    }
+}
