@@ -98,8 +98,10 @@ fn v2_file_mapping() {
         .iter()
         .filter(|w| w.file != "io.max")
         .all(|w| !w.required));
-    let mut swappy = Resources::default();
-    swappy.memory_swappiness = Some(10);
+    let swappy = Resources {
+        memory_swappiness: Some(10),
+        ..Default::default()
+    };
     let error = plan_writes(Layout::V2, &swappy, None, &fake_devices).unwrap_err();
     assert!(error
         .to_string()
@@ -131,8 +133,10 @@ fn v1_file_mapping() {
             ("blkio.throttle.write_iops_device", "254:0 1000"),
         ]
     );
-    let mut high = Resources::default();
-    high.memory_high = Some(1 << 30);
+    let high = Resources {
+        memory_high: Some(1 << 30),
+        ..Default::default()
+    };
     assert!(
         plan_writes(Layout::V1 { hybrid: false }, &high, None, &fake_devices)
             .unwrap_err()
@@ -201,10 +205,12 @@ fn v2_tree_in_a_temp_dir() {
     ] {
         fs::write(dir.join(file), "").unwrap();
     }
-    let mut r = Resources::default();
-    r.memory_max = Some(64 << 20);
-    r.cpu_max = Some(0.2);
-    r.pids_max = Some(32);
+    let r = Resources {
+        memory_max: Some(64 << 20),
+        cpu_max: Some(0.2),
+        pids_max: Some(32),
+        ..Default::default()
+    };
     let applied = cgroup.apply(&r, None).unwrap();
     assert_eq!(
         applied,
