@@ -66,7 +66,7 @@ fn pure_benchmarks() {
     let mut load_and_plan = Vec::new();
     for _ in 0..30 {
         let began = Instant::now();
-        let loaded = load_dirs(&dirs);
+        let loaded = load_dirs(&dirs, None);
         let desired: BTreeMap<String, Outcome> =
             loaded.into_iter().map(|(n, u)| (n, u.outcome)).collect();
         let actions = plan(&desired, &BTreeMap::new());
@@ -75,7 +75,7 @@ fn pure_benchmarks() {
     }
     report("load and plan 500 units (cold)", load_and_plan);
 
-    let loaded = load_dirs(&dirs);
+    let loaded = load_dirs(&dirs, None);
     let desired: BTreeMap<String, Outcome> =
         loaded.into_iter().map(|(n, u)| (n, u.outcome)).collect();
     let actual = as_actual(&desired);
@@ -87,7 +87,7 @@ fn pure_benchmarks() {
         )
         .unwrap();
         let began = Instant::now();
-        let loaded = load_dirs(&dirs);
+        let loaded = load_dirs(&dirs, None);
         let desired: BTreeMap<String, Outcome> =
             loaded.into_iter().map(|(n, u)| (n, u.outcome)).collect();
         let actions = plan(&desired, &actual);
