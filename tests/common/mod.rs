@@ -374,3 +374,19 @@ pub fn children(parent: i32) -> Vec<(i32, char)> {
         })
         .collect()
 }
+
+/// A file of a container's cgroup, wherever the host's layout puts it: the
+/// test asks the layout (v2: one directory; v1: the controller's hierarchy).
+pub fn cgroup_file(daemon: &Daemon, unit: &str, controller: &str, file: &str) -> PathBuf {
+    let root = Path::new("/sys/fs/cgroup");
+    let parent = cgroup_parent(&daemon.dir);
+    if root.join("cgroup.controllers").exists() {
+        root.join(parent).join(unit).join(file)
+    } else {
+        root.join(controller).join(parent).join(unit).join(file)
+    }
+}
+
+pub fn is_cgroup_v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
