@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Runs the root integration tests on a pure cgroup v2 kernel: Debian's cloud
+# kernel booted under QEMU's software emulation (TCG), with an initramfs that
+# holds static builds of supd, supctl and the test binaries. Exits non-zero
+# unless every test passed inside the guest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+need_root
+ensure_packages qemu-system-x86 busybox-static cpio xz-utils python3 gcc libc6-dev
+ensure_rust
+
+target=x86_64-unknown-linux-gnu
+vm=target/vm
+mkdir -p "$vm"
+
+# The kernel: the package that linux-image-cloud-amd64 depends on, unpacked
+# here, never installed on the host.
+if ! ls "$vm"/kernel/boot/vmlinuz-* >/dev/null 2>&1; then
+  echo "== fetching Debian's cloud kernel"
+  [ -n "$(apt-cache depends linux-image-cloud-amd64 2>/dev/null)" ] || apt-get update -qq
+  pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ {print $2; exit}')
+  rm -rf "$vm/kernel" "$vm"/*.deb
+  (cd "$vm" && apt-get download -qq "$pkg")
+  dpkg-deb -x "$vm"/"$pkg"_*.deb "$vm/kernel"
+fi
+vmlinuz=$(ls "$vm"/kernel/boot/vmlinuz-* | head -n 1)
+moddir=$(ls -d "$vm"/kernel/lib/modules/* | head -n 1)
+
+echo "== building static binaries and test executables"
+export RUSTFLAGS='-C target-feature=+crt-static'
+cargo build --quiet --target "$target" --bins
+cargo test --quiet --target "$target" --no-run --message-format=json 2>/dev/null > "$vm/build.json"
+# Integration test binaries only: they need root, namespaces and cgroups.
+mapfile -t tests < <(python3 - "$vm/build.json" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        continue
+    if msg.get("reason") == "compiler-artifact" and msg.get("profile", {}).get("test") \
+            and msg.get("target", {}).get("kind") == ["test"] and msg.get("executable"):
+        print(msg["executable"])
+PY
+)
+[ ${#tests[@]} -gt 0 ] || { echo "no test executables found" >&2; exit 1; }
+
+echo "== building the initramfs"
+root="$vm/initramfs"
+rm -rf "$root"
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,run,etc,lib/modules,newroot}
+cp "$(command -v busybox)" "$root/bin/busybox"
+for applet in $("$root/bin/busybox" --list); do
+  [ "$applet" = busybox ] || ln -sf /bin/busybox "$root/bin/$applet"
+done
+ln -sf /bin/busybox "$root/usr/bin/unshare"
+gcc -static -O2 -o "$root/bin/debug-exit" scripts/vm/debug-exit.c
+# The binaries go where the tests were told they are (absolute paths).
+for file in "$PWD/target/$target/debug/supd" "$PWD/target/$target/debug/supctl" "${tests[@]}"; do
+  mkdir -p "$root$(dirname "$file")"
+  cp "$file" "$root$file"
+done
+mkdir -p "$root$PWD/target/tmp"
+# Modules the tests need, in dependency order; the kernel has no modules.dep
+# here, so the guest insmods them one by one.
+modules="fs/overlayfs/overlay net/802/stp net/llc/llc net/bridge/bridge drivers/net/veth drivers/net/dummy drivers/net/macvlan drivers/net/ipvlan/ipvlan"
+for module in $modules; do
+  src=$(ls "$moddir/kernel/$module".ko* 2>/dev/null | head -n 1) || true
+  [ -n "$src" ] || continue
+  case "$src" in
+    *.xz) xz -dc "$src" > "$root/lib/modules/$(basename "$module").ko" ;;
+    *.zst) zstd -qdc "$src" > "$root/lib/modules/$(basename "$module").ko" ;;
+    *) cp "$src" "$root/lib/modules/$(basename "$module").ko" ;;
+  esac
+done
+printf '%s\n' "${tests[@]}" > "$root/etc/supd-tests"
+cat > "$root/init" <<'INIT'
+#!/bin/busybox sh
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+if [ "$1" != stage2 ]; then
+  mount -t proc proc /proc
+  mount -t devtmpfs dev /dev
+  # pivot_root cannot leave the initramfs: containers need / on a real mount.
+  mount -t tmpfs -o size=1800M tmpfs /newroot
+  for entry in /*; do
+    case "$entry" in /proc|/sys|/dev|/newroot) mkdir -p "/newroot$entry" ;; *) cp -a "$entry" /newroot/ ;; esac
+  done
+  umount /dev /proc
+  exec switch_root /newroot /init stage2
+fi
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+echo "+cpuset +cpu +io +memory +pids" > /sys/fs/cgroup/cgroup.subtree_control
+for module in overlay stp llc bridge veth dummy macvlan ipvlan; do
+  [ -f /lib/modules/$module.ko ] && insmod /lib/modules/$module.ko 2>/dev/null
+done
+ip link set lo up
+report() { echo "$*" > /dev/ttyS1; echo "$*"; }
+report "SUPD-VM kernel $(uname -r), cgroup: $(cat /sys/fs/cgroup/cgroup.controllers)"
+status=0
+for test in $(cat /etc/supd-tests); do
+  name=$(basename "$test")
+  "$test" --test-threads=2 > /tmp/out 2>&1
+  rc=$?
+  cat /tmp/out
+  grep -E '^test result:' /tmp/out | while read -r line; do report "SUPD-VM $name: $line"; done
+  report "SUPD-VM $name exit=$rc"
+  [ $rc -eq 0 ] || status=1
+done
+report "SUPD-VM done status=$status"
+/bin/debug-exit $status
+poweroff -f
+INIT
+chmod +x "$root/init"
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$vm/initramfs.cpio.gz"
+
+echo "== booting $(basename "$vmlinuz") under TCG with cgroup v2 only"
+results="$vm/results.txt"
+: > "$results"
+started=$(date +%s)
+set +e
+timeout 2400 qemu-system-x86_64 -accel tcg -m 2048 -smp 2 \
+  -kernel "$vmlinuz" -initrd "$vm/initramfs.cpio.gz" \
+  -append 'console=ttyS0 quiet panic=-1 cgroup_no_v1=all' \
+  -display none -no-reboot -nic none \
+  -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+  -serial stdio -serial "file:$results" < /dev/null
+qemu=$?
+set -e
+echo "== VM results ($(( $(date +%s) - started )) s)"
+cat "$results"
+# Passing needs both: QEMU's exit through isa-debug-exit with value 0, and the
+# guest's last line. A panic (reboot, -no-reboot: exit 0), a hang (timeout:
+# 124) or a failed test (exit 3) is a failure.
+if [ $qemu -ne 1 ] || ! grep -q '^SUPD-VM done status=0' "$results"; then
+  echo "the cgroup v2 VM tier FAILED (qemu exit $qemu)" >&2
+  exit 1
+fi
+echo "the cgroup v2 VM tier passed"
