@@ -10,9 +10,7 @@ use std::time::Duration;
 
 fn raw_exchange(d: &Daemon, bytes: &[u8], answers: usize) -> Vec<String> {
     let mut stream = UnixStream::connect(&d.socket).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
     stream.write_all(bytes).unwrap();
     let mut reader = BufReader::new(stream);
     (0..answers)
@@ -169,7 +167,7 @@ fn reload_adds_and_removes_units() {
     d.pid("later");
     fs::remove_file(d.units.join("later.yaml")).unwrap();
     d.supctl(&["reload"]);
-    d.wait_for("the unit to disappear", Duration::from_secs(10), || {
+    d.wait_for("the unit to disappear", WAIT, || {
         d.supctl(&["status", "later"]).status.code() == Some(4)
     });
     d.stop();
@@ -223,7 +221,7 @@ fn validate_works_offline() {
     fs::write(&good, "rootfs: /srv\nexec: [/bin/true]\n").unwrap();
     fs::write(
         &bad,
-        "rootfs: /srv\nexec: [/bin/true]\nsysctls:\n  net.core.somaxconn: 1 \n",
+        "rootfs: /srv\nexec: [/bin/true]\nsecurity:\n  seccomp: default\n",
     )
     .unwrap();
     let run = |files: &[&std::path::Path]| {
@@ -243,7 +241,7 @@ fn validate_works_offline() {
     assert_eq!(mixed.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&mixed.stderr),
-        format!("{}:4:3: sysctls: this key is part of the unit schema but not supported yet by this version of supd\n", bad.display())
+        format!("{}:4:3: security: this key is part of the unit schema but not supported yet by this version of supd\n", bad.display())
     );
     let badname = dir.join("Bad Name.yaml");
     fs::write(&badname, "").unwrap();

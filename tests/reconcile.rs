@@ -12,7 +12,7 @@ const SLEEPER: &str = "echo up; exec sleep 1000";
 /// Waits for a running container whose pid differs from `old`.
 fn wait_new_pid(d: &Daemon, name: &str, old: i32) -> i32 {
     let mut pid = old;
-    d.wait_for("a new container", Duration::from_secs(15), || {
+    d.wait_for("a new container", WAIT, || {
         let status = d.status(name);
         pid = status["pid"].as_i64().unwrap_or(0) as i32;
         status["state"] == "running" && pid != old && pid != 0
@@ -44,7 +44,7 @@ fn files_added_changed_and_removed_are_followed_without_reload() {
     d.wait_log("web", "v2");
     // Deleting the file stops the container and forgets the unit.
     fs::remove_file(&path).unwrap();
-    d.wait_for("the unit to be forgotten", Duration::from_secs(10), || {
+    d.wait_for("the unit to be forgotten", WAIT, || {
         d.supctl(&["status", "web"]).status.code() == Some(4)
     });
     let needle = format!("{}/", d.dir.display());
@@ -140,7 +140,7 @@ fn dropins_are_merged_and_followed() {
     assert!(show.contains("COLOR: blue"), "{show}");
     fs::remove_file(dropins.join("10-color.yaml")).unwrap();
     wait_new_pid(&d, "app", second);
-    d.wait_for("red again", Duration::from_secs(10), || {
+    d.wait_for("red again", WAIT, || {
         d.log("app").matches("color=red").count() == 2
     });
     d.stop();
@@ -172,9 +172,7 @@ fn an_invalid_edit_keeps_the_container_and_shows_the_error() {
     d.write_unit("keep", &good);
     let pid = d.pid("keep");
     d.write_unit("keep", &format!("{good}restart:\n  delay: whenever\n"));
-    d.wait_for("the error", Duration::from_secs(10), || {
-        !d.status("keep")["error"].is_null()
-    });
+    d.wait_for("the error", WAIT, || !d.status("keep")["error"].is_null());
     let status = d.status("keep");
     assert_eq!(status["state"], "running");
     assert_eq!(status["pid"], pid);
@@ -183,7 +181,7 @@ fn an_invalid_edit_keeps_the_container_and_shows_the_error() {
     assert!(error.ends_with(&format!("keep.yaml:{}:10: restart.delay: invalid duration \"whenever\": expected a number with ms, s, m, h or d (for example 500ms, 10s, 5m, 1h)", lines + 2)), "{error}");
     // Fixing it back to the same content clears the error, no restart.
     d.write_unit("keep", &good);
-    d.wait_for("the error to clear", Duration::from_secs(10), || {
+    d.wait_for("the error to clear", WAIT, || {
         d.status("keep")["error"].is_null()
     });
     assert_eq!(d.pid("keep"), pid);
@@ -206,7 +204,7 @@ fn restart_policy_changes_apply_live() {
             "restart: { policy: always, delay: 2s }\nstop: { timeout: 3s }\n",
         ),
     );
-    d.wait_for("the change to be applied", Duration::from_secs(10), || {
+    d.wait_for("the change to be applied", WAIT, || {
         d.daemon_log()
             .contains("live: unit changed, applied without restart")
     });
@@ -235,7 +233,7 @@ fn a_units_directory_created_after_start_is_watched() {
     d.pid("late");
     // Removing and recreating the whole directory is followed too.
     fs::remove_dir_all(d.dir.join("later")).unwrap();
-    d.wait_for("the unit to go", Duration::from_secs(10), || {
+    d.wait_for("the unit to go", WAIT, || {
         d.supctl(&["status", "late"]).status.code() == Some(4)
     });
     fs::create_dir_all(&d.units).unwrap();
@@ -261,7 +259,7 @@ fn dependencies_order_start_and_stop() {
     };
     d.write_unit("web", &unit("web", "depends_on: [db, cache]\n"));
     d.write_unit("cache", &unit("cache", "depends_on: [db]\n"));
-    d.wait_for("web to wait", Duration::from_secs(10), || {
+    d.wait_for("web to wait", WAIT, || {
         d.status("web")["error"].as_str().is_some_and(|e| {
             e.contains("waiting for dependencies: cache (starting), db (no such unit)")
         })
@@ -270,7 +268,7 @@ fn dependencies_order_start_and_stop() {
     assert_eq!(d.status("web")["pid"], serde_json::Value::Null);
     d.write_unit("db", &unit("db", ""));
     d.wait_state("web", "running");
-    d.wait_for("all three started", Duration::from_secs(10), || {
+    d.wait_for("all three started", WAIT, || {
         fs::read_to_string(data.join("started"))
             .unwrap_or_default()
             .lines()

@@ -150,9 +150,7 @@ fn a_resource_only_edit_keeps_the_pid_and_changes_the_file() {
     };
     let path = cgroup_file(&d, "grow", controller, file);
     d.write_unit("grow", &unit("128M"));
-    d.wait_for("the new limit", Duration::from_secs(10), || {
-        read(&path) == "134217728"
-    });
+    d.wait_for("the new limit", WAIT, || read(&path) == "134217728");
     assert_eq!(d.pid("grow"), pid);
     assert!(d.daemon_log().contains(&format!(
         "grow: resources updated without restart (pid {pid})"

@@ -57,7 +57,7 @@ fn thirty_orphaned_grandchildren_leave_no_zombies() {
     let init = d.pid("orphans");
     d.wait_log("orphans", "spawned");
     // The orphans are reparented to our init, exit, and must be reaped.
-    d.wait_for("orphans to be reaped", Duration::from_secs(10), || {
+    d.wait_for("orphans to be reaped", WAIT, || {
         let kids = children(init);
         kids.len() == 1 && kids.iter().all(|(_, state)| *state != 'Z')
     });

@@ -124,6 +124,9 @@ pub struct UnitStatus {
     pub memory_bytes: Option<u64>,
     pub working_set_bytes: Option<u64>,
     pub pids: Option<u64>,
+    /// The container's IPv4 addresses (bridge, macvlan, ipvlan modes).
+    #[serde(default)]
+    pub addresses: Vec<String>,
     pub error: Option<String>,
 }
 

@@ -4,7 +4,7 @@
 //! namespaces.
 
 pub mod cgroup;
-mod netlo;
+pub mod net;
 pub mod rootfs;
 pub mod setup;
 pub mod spawn;

@@ -317,6 +317,48 @@ pub fn mount_dev(root: &Path) -> Result<(), SetupError> {
     Ok(())
 }
 
+/// Writes the unit's DNS servers to a file on the container's private
+/// staging tmpfs and bind-mounts it over /etc/resolv.conf: the rootfs itself
+/// is not modified.
+pub fn mount_resolv_conf(
+    root: &Path,
+    staging: &Path,
+    dns: &[std::net::Ipv4Addr],
+) -> Result<(), SetupError> {
+    let file = staging.join("resolv.conf");
+    let text: String = dns.iter().map(|ip| format!("nameserver {ip}\n")).collect();
+    fs::write(&file, text).map_err(|e| SetupError::new("resolv.conf", Some(&file), e))?;
+    let target = prepare_target(root, Path::new("/etc/resolv.conf"), false, "resolv.conf")?;
+    mount_step(
+        "resolv.conf",
+        Some(&file),
+        &target,
+        None,
+        MsFlags::MS_BIND,
+        None,
+    )?;
+    remount_readonly("resolv.conf", &target, MsFlags::empty())
+}
+
+/// After the sysctls are written: /proc/sys becomes read-only, so the
+/// workload cannot change them (nor reach the host's non-namespaced ones).
+pub fn make_proc_sys_readonly() -> Result<(), SetupError> {
+    let sys = Path::new("/proc/sys");
+    mount_step(
+        "proc/sys",
+        Some(sys),
+        sys,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )?;
+    remount_readonly(
+        "proc/sys",
+        sys,
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+    )
+}
+
 /// Makes the root mount itself read-only; the mounts below it (/dev, /proc,
 /// tmpfs volumes) keep their own flags.
 pub fn make_readonly(root: &Path) -> Result<(), SetupError> {

@@ -3,8 +3,9 @@
 //! the built-in init, or as PID 1 itself). Any failure is written to the
 //! report pipe as one JSON line; a successful exec closes the pipe instead.
 
+use super::net::{self, NetPlan};
 use super::user::Credentials;
-use super::{netlo, rootfs, user, REPORT_FD, SPEC_FD};
+use super::{rootfs, user, REPORT_FD, SPEC_FD};
 use crate::unit::{NetworkMode, Unit};
 use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::unistd::{ForkResult, Gid, Uid};
@@ -25,6 +26,8 @@ pub struct Spec {
     pub staging: PathBuf,
     /// Persistent per-unit directory (overlay upper for `volatile: state`).
     pub state_dir: PathBuf,
+    /// The resolved network, unless the container shares the host's.
+    pub network: Option<NetPlan>,
 }
 
 /// A failed setup step, as supd reports it: "mount /data: No such file...".
@@ -137,16 +140,40 @@ fn prepare(spec: &Spec) -> Result<Credentials, SetupError> {
     rootfs::mount_volumes(&root, &unit.mounts)?;
     rootfs::mount_proc_sys(&root)?;
     rootfs::mount_dev(&root)?;
+    if let Some(plan) = spec.network.as_ref().filter(|p| !p.config.dns.is_empty()) {
+        rootfs::mount_resolv_conf(&root, &spec.staging, &plan.config.dns)?;
+    }
     if unit.readonly_rootfs {
         rootfs::make_readonly(&root)?;
     }
     rootfs::pivot(&root)?;
     nix::unistd::sethostname(&unit.hostname)
         .map_err(|e| SetupError::new("hostname", None::<&Path>, e.into()))?;
-    if unit.network.mode == NetworkMode::None {
-        netlo::loopback_up()?;
+    if unit.network.mode != NetworkMode::Host {
+        net::setup_container(spec.network.as_ref())
+            .map_err(|e| SetupError::message("network", None::<&Path>, e.to_string()))?;
     }
+    write_sysctls(&unit.sysctls)?;
+    rootfs::make_proc_sys_readonly()?;
     user::resolve(unit.user.as_ref())
+}
+
+/// Writes namespaced sysctls through the container's own /proc: network
+/// keys land in its network namespace, IPC keys in its IPC namespace.
+fn write_sysctls(sysctls: &std::collections::BTreeMap<String, String>) -> Result<(), SetupError> {
+    for (key, value) in sysctls {
+        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        if !path.exists() {
+            return Err(SetupError::message(
+                &format!("sysctl {key}"),
+                Some(&path),
+                "no such key in the container's namespaces",
+            ));
+        }
+        std::fs::write(&path, value)
+            .map_err(|e| SetupError::new(&format!("sysctl {key}"), Some(&path), e))?;
+    }
+    Ok(())
 }
 
 /// Switches to the workload's user and directory and executes it; returns

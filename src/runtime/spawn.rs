@@ -2,6 +2,7 @@
 //! clone; the child only rearranges descriptors, restores the signal mask and
 //! re-executes supd as the init stage (async-signal-safe calls only).
 
+use super::net::NetPlan;
 use super::{Dirs, Spec, INIT_STAGE_ARG, REPORT_FD, SPEC_FD};
 use crate::unit::{NetworkMode, Unit};
 use nix::fcntl::OFlag;
@@ -52,6 +53,7 @@ pub struct Spawned {
 /// child waits, so the child is in its cgroup before it executes anything.
 pub fn spawn(
     unit: &Unit,
+    network: Option<NetPlan>,
     dirs: &Dirs,
     exe: &File,
     place: impl FnOnce(Pid) -> Result<(), String>,
@@ -65,6 +67,7 @@ pub fn spawn(
         unit: unit.clone(),
         staging,
         state_dir: dirs.unit_state(&unit.name),
+        network,
     };
     let spec_fd = write_spec(&spec)?;
     let (report_read, report_write) =
@@ -108,7 +111,7 @@ pub fn spawn(
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWIPC
         | libc::CLONE_PIDFD;
-    if unit.network.mode == NetworkMode::None {
+    if unit.network.mode != NetworkMode::Host {
         flags |= libc::CLONE_NEWNET;
     }
     let mut pidfd: libc::c_int = -1;

@@ -4,6 +4,7 @@ use super::logs::LogSink;
 use super::restart::RestartTracker;
 use crate::control::protocol::{rfc3339, LastExit, UnitStatus};
 use crate::runtime::cgroup::Cgroup;
+use crate::runtime::net::NetPlan;
 use crate::runtime::SetupError;
 use crate::unit::{RestartConfig, Unit};
 use nix::unistd::Pid;
@@ -50,6 +51,7 @@ pub struct Run {
     pub setup_error: Option<SetupError>,
     pub stop_requested: bool,
     pub cgroup: Cgroup,
+    pub network: Option<NetPlan>,
 }
 
 /// What to do once the current run has ended.
@@ -213,6 +215,13 @@ impl Entry {
             memory_bytes: None,
             working_set_bytes: None,
             pids: None,
+            addresses: self
+                .run
+                .as_ref()
+                .and_then(|r| r.network.as_ref()?.address)
+                .map(|a| a.to_string())
+                .into_iter()
+                .collect(),
             error: self.config_error.clone().or_else(|| self.run_error.clone()),
         }
     }

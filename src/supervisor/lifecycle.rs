@@ -4,6 +4,7 @@ use super::entry::{AfterStop, Run, State, TimerKind};
 use super::restart::Decision;
 use super::{monotonic_now, Source, Supervisor};
 use crate::control::protocol::LastExit;
+use crate::runtime::net::{self, HostSide, NetPlan};
 use crate::runtime::{self, SetupError};
 use nix::errno::Errno;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -106,9 +107,26 @@ impl Supervisor {
             self.remove_cgroup(cgroup);
             return Err(cgroup_error(e));
         }
-        let placed = cgroup.clone();
-        let place = move |pid| placed.add_process(pid).map_err(|e| e.to_string());
-        let spawned = match runtime::spawn(unit, &self.options.dirs, &self.exe, place) {
+        let network = match self.plan_network(name, unit) {
+            Ok(network) => network,
+            Err(e) => {
+                self.remove_cgroup(cgroup);
+                return Err(e);
+            }
+        };
+        let mut host_side = HostSide::default();
+        let place = |pid| {
+            cgroup.add_process(pid).map_err(|e| e.to_string())?;
+            if let Some(plan) = &network {
+                host_side = net::setup_host(plan, pid).map_err(|e| format!("network: {e}"))?;
+            }
+            Ok(())
+        };
+        let spawned = runtime::spawn(unit, network.clone(), &self.options.dirs, &self.exe, place);
+        if let Some(bridge) = host_side.created_bridge {
+            self.bridges_created.insert(bridge);
+        }
+        let spawned = match spawned {
             Ok(spawned) => spawned,
             Err(e) => {
                 self.remove_cgroup(cgroup);
@@ -131,6 +149,7 @@ impl Supervisor {
             setup_error: None,
             stop_requested: false,
             cgroup,
+            network,
         });
         entry.cpu_sample = None;
         entry.output = output_token.map(|t| (spawned.output, t));
@@ -138,6 +157,63 @@ impl Supervisor {
         entry.set_state(State::Starting);
         log::info!("{name}: started container, init pid {}", spawned.pid);
         Ok(())
+    }
+
+    /// The run's network: `auto` leases an address from the bridge subnet,
+    /// avoiding the fixed addresses of the other units on it.
+    fn plan_network(
+        &mut self,
+        name: &str,
+        unit: &crate::unit::Unit,
+    ) -> Result<Option<NetPlan>, SetupError> {
+        use crate::unit::NetworkMode;
+        let config = &unit.network;
+        match (config.mode, config.address, config.subnet) {
+            (NetworkMode::Host, _, _) => Ok(None),
+            (NetworkMode::Bridge, None, Some(subnet)) => {
+                let taken: Vec<std::net::Ipv4Addr> = self
+                    .entries
+                    .values()
+                    .filter_map(|e| e.unit.as_ref()?.network.address.map(|a| a.ip))
+                    .collect();
+                let lease = self
+                    .ipam
+                    .lease(name, subnet, config.gateway, &taken)
+                    .ok_or_else(|| {
+                        SetupError::message(
+                            "network",
+                            None::<&str>,
+                            format!("no free address left in {subnet}"),
+                        )
+                    })?;
+                Ok(Some(NetPlan::new(name, config, Some(lease))))
+            }
+            _ => Ok(Some(NetPlan::new(name, config, None))),
+        }
+    }
+
+    /// Deletes the bridges supd created that no running container uses.
+    fn remove_unused_bridges(&mut self) {
+        let in_use: std::collections::BTreeSet<&str> = self
+            .entries
+            .values()
+            .filter_map(|e| e.run.as_ref()?.network.as_ref())
+            .filter(|plan| plan.config.mode == crate::unit::NetworkMode::Bridge)
+            .map(|plan| plan.config.bridge.as_str())
+            .collect();
+        let unused: Vec<String> = self
+            .bridges_created
+            .iter()
+            .filter(|b| !in_use.contains(b.as_str()))
+            .cloned()
+            .collect();
+        for bridge in unused {
+            self.bridges_created.remove(&bridge);
+            match net::remove_bridge(&bridge) {
+                Ok(()) => log::info!("removed bridge {bridge}: no unit uses it"),
+                Err(e) => log::warn!("cannot remove bridge {bridge}: {e}"),
+            }
+        }
     }
 
     /// Why the unit cannot start yet, if a dependency is not running.
@@ -289,6 +365,12 @@ impl Supervisor {
         }
         let oom_kills = run.cgroup.stats().oom_kills.unwrap_or(0);
         self.remove_cgroup(run.cgroup.clone());
+        if let Some(plan) = &run.network {
+            if let Err(e) = net::teardown_host(plan) {
+                log::warn!("{name}: removing {}: {e}", plan.host_link);
+            }
+        }
+        self.remove_unused_bridges();
         let staging = self.options.dirs.staging(name);
         if let Err(e) = std::fs::remove_dir(&staging) {
             if e.kind() != io::ErrorKind::NotFound {

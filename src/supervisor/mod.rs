@@ -13,6 +13,7 @@ mod watch;
 
 use crate::control::connection::{Connection, Incoming};
 use crate::runtime::cgroup::{Cgroup, Cgroups};
+use crate::runtime::net::ipam::Ipam;
 use crate::runtime::Dirs;
 use crate::unit::host::HostInfo;
 use entry::Entry;
@@ -114,6 +115,9 @@ pub struct Supervisor {
     /// Cgroups whose removal met EBUSY, with the attempts made so far.
     removals: Vec<(Cgroup, u32)>,
     removal_at: Option<Duration>,
+    ipam: Ipam,
+    /// Bridges supd created, removed again once no container uses them.
+    bridges_created: std::collections::BTreeSet<String>,
 }
 
 fn sys(what: &'static str) -> impl FnOnce(nix::Error) -> SupervisorError {
@@ -123,6 +127,19 @@ fn sys(what: &'static str) -> impl FnOnce(nix::Error) -> SupervisorError {
 fn setup(what: &'static str, path: &std::path::Path) -> impl FnOnce(io::Error) -> SupervisorError {
     let path = path.to_path_buf();
     move |source| SupervisorError::Setup { what, path, source }
+}
+
+/// Writes a file so that readers see the old or the new content, never a
+/// torn one: write a temp file, fsync, rename.
+pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)
 }
 
 /// Monotonic now, the clock of every timer and the restart tracker.
@@ -190,7 +207,6 @@ impl Supervisor {
         watch(listener.as_fd(), TOKEN_LISTENER)?;
         watch(watcher.fd(), TOKEN_WATCH)?;
         Ok(Supervisor {
-            options,
             epoll,
             signals,
             timer,
@@ -208,6 +224,9 @@ impl Supervisor {
             host,
             removals: Vec::new(),
             removal_at: None,
+            ipam: Ipam::load(&options.dirs.state),
+            bridges_created: Default::default(),
+            options,
         })
     }
 

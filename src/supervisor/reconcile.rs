@@ -99,6 +99,7 @@ impl Supervisor {
             }
             Action::Remove => {
                 log::info!("{name}: unit file removed, stopping");
+                self.ipam.release(name);
                 let active = self.entry(name).run.is_some();
                 if active {
                     self.stop_unit(name, AfterStop::Forget);

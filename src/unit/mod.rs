@@ -3,16 +3,20 @@
 mod dropin;
 pub mod host;
 pub mod loader;
+mod network;
 pub mod quantity;
 pub mod schema;
 mod validate;
 
 pub use dropin::{parse_layers, Layer};
-pub use schema::{IdOrName, MountKind, NetworkMode, RestartPolicy, UserSpec, Volatile};
+pub use schema::{
+    IdOrName, IpvlanMode, MacvlanMode, MountKind, NetworkMode, RestartPolicy, UserSpec, Volatile,
+};
 pub use validate::parse_unit;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -42,6 +46,8 @@ pub struct Unit {
     pub logging: LoggingConfig,
     pub network: NetworkConfig,
     pub resources: Resources,
+    /// Namespaced kernel parameters, written before the workload starts.
+    pub sysctls: std::collections::BTreeMap<String, String>,
 }
 
 /// `resources:`; every limit is optional (absent: no limit).
@@ -141,9 +147,59 @@ impl Default for LoggingConfig {
     }
 }
 
+/// `network:` after validation, with defaults applied. IPv4 only.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct NetworkConfig {
     pub mode: NetworkMode,
+    /// bridge mode: the host bridge (default supbr0).
+    pub bridge: String,
+    /// A fixed address, or None for `auto` (bridge mode only).
+    pub address: Option<Ipv4Net>,
+    /// The subnet `auto` allocates from, and the gateway on the bridge.
+    pub subnet: Option<Ipv4Net>,
+    pub gateway: Option<Ipv4Addr>,
+    /// macvlan and ipvlan: the host interface.
+    pub parent: String,
+    /// The name inside the container (default eth0).
+    pub interface: String,
+    pub macvlan_mode: MacvlanMode,
+    pub ipvlan_mode: IpvlanMode,
+    pub rps: bool,
+    pub dns: Vec<Ipv4Addr>,
+    pub mtu: Option<u32>,
+}
+
+/// An IPv4 address with its prefix length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Ipv4Net {
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Ipv4Net {
+    pub fn mask(self) -> u32 {
+        u32::MAX
+            .checked_shl(32 - u32::from(self.prefix))
+            .unwrap_or(0)
+    }
+
+    pub fn network(self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.ip) & self.mask())
+    }
+
+    pub fn broadcast(self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.ip) | !self.mask())
+    }
+
+    pub fn contains(self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & self.mask() == u32::from(self.network())
+    }
+}
+
+impl std::fmt::Display for Ipv4Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.ip, self.prefix)
+    }
 }
 
 /// Why a unit file could not become a `Unit`: always names the file, and the

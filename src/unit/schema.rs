@@ -32,7 +32,7 @@ pub struct RawUnit {
     pub depends_on: Option<Vec<UnitRef>>,
     pub notify: Option<NotYet>,
     pub resources: Option<RawResources>,
-    pub sysctls: Option<NotYet>,
+    pub sysctls: Option<std::collections::BTreeMap<String, Scalar>>,
     pub security: Option<NotYet>,
 }
 
@@ -183,14 +183,109 @@ pub struct RawLogging {
 #[serde(deny_unknown_fields)]
 pub struct RawNetwork {
     pub mode: Option<NetworkMode>,
-    pub bridge: Option<NotYet>,
-    pub address: Option<NotYet>,
-    pub gateway: Option<NotYet>,
-    pub parent: Option<NotYet>,
-    pub interface: Option<NotYet>,
-    pub rps: Option<NotYet>,
-    pub dns: Option<NotYet>,
-    pub mtu: Option<NotYet>,
+    pub bridge: Option<IfName>,
+    pub address: Option<AddressSpec>,
+    pub gateway: Option<Cidr>,
+    pub parent: Option<IfName>,
+    pub interface: Option<IfName>,
+    pub macvlan_mode: Option<MacvlanMode>,
+    pub ipvlan_mode: Option<IpvlanMode>,
+    pub rps: Option<bool>,
+    pub dns: Option<Vec<Cidr>>,
+    pub mtu: Option<u32>,
+}
+
+/// An interface name as the kernel allows: 1 to 15 bytes, no '/' or blanks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IfName(pub String);
+
+scalar_deserialize!(IfName, IfName::parse);
+
+impl IfName {
+    fn parse(value: &str) -> Result<Self, String> {
+        let valid = !value.is_empty()
+            && value.len() <= 15
+            && value != "."
+            && value != ".."
+            && !value
+                .chars()
+                .any(|c| c == '/' || c == ':' || c.is_whitespace());
+        if !valid {
+            return Err(format!(
+                "invalid interface name {value:?}: 1 to 15 characters without '/', ':' or blanks"
+            ));
+        }
+        Ok(IfName(value.to_string()))
+    }
+}
+
+/// An IPv4 address with an optional prefix length: `10.88.0.1` or
+/// `10.88.0.1/16`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    pub ip: std::net::Ipv4Addr,
+    pub prefix: Option<u8>,
+}
+
+scalar_deserialize!(Cidr, Cidr::parse);
+
+impl Cidr {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let bad = || format!("invalid IPv4 address {value:?}: expected a.b.c.d or a.b.c.d/len");
+        let (ip, prefix) = match value.split_once('/') {
+            Some((ip, len)) => (
+                ip,
+                Some(
+                    len.parse::<u8>()
+                        .ok()
+                        .filter(|l| *l <= 32)
+                        .ok_or_else(bad)?,
+                ),
+            ),
+            None => (value, None),
+        };
+        Ok(Cidr {
+            ip: ip.parse().map_err(|_| bad())?,
+            prefix,
+        })
+    }
+}
+
+/// `address: auto` or a CIDR.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddressSpec {
+    Auto,
+    Static(Cidr),
+}
+
+scalar_deserialize!(AddressSpec, |value: &str| if value == "auto" {
+    Ok(AddressSpec::Auto)
+} else {
+    let cidr = Cidr::parse(value)?;
+    if cidr.prefix.is_none() {
+        return Err(format!(
+            "address {value:?} needs a prefix length, such as {value}/24 (or use auto)"
+        ));
+    }
+    Ok(AddressSpec::Static(cidr))
+});
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MacvlanMode {
+    #[default]
+    Bridge,
+    Private,
+    Vepa,
+    Passthru,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IpvlanMode {
+    #[default]
+    L2,
+    L3,
 }
 
 /// A key of schema version 1 that this build does not implement yet. It is an
@@ -260,6 +355,9 @@ pub enum NetworkMode {
     #[default]
     Host,
     None,
+    Bridge,
+    Macvlan,
+    Ipvlan,
 }
 
 scalar_deserialize!(NetworkMode, NetworkMode::parse);
@@ -269,9 +367,9 @@ impl NetworkMode {
         match value {
             "host" => Ok(NetworkMode::Host),
             "none" => Ok(NetworkMode::None),
-            "bridge" | "macvlan" | "ipvlan" => Err(format!(
-                "network mode {value:?} is part of the unit schema but not supported yet by this version of supd (use host or none)"
-            )),
+            "bridge" => Ok(NetworkMode::Bridge),
+            "macvlan" => Ok(NetworkMode::Macvlan),
+            "ipvlan" => Ok(NetworkMode::Ipvlan),
             _ => Err(format!(
                 "unknown network mode {value:?}: expected host, none, bridge, macvlan or ipvlan"
             )),

@@ -1,10 +1,7 @@
 //! From the text of a unit file to a validated `Unit`.
 
 use super::schema::{MountKind, RawMount, RawUnit, Volatile};
-use super::{
-    IoLimit, LoggingConfig, Mount, NetworkConfig, Resources, RestartConfig, StopConfig, Unit,
-    UnitError,
-};
+use super::{IoLimit, LoggingConfig, Mount, Resources, RestartConfig, StopConfig, Unit, UnitError};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -35,6 +32,27 @@ struct Checker<'a> {
 impl Checker<'_> {
     fn fail(&self, field: &str, message: impl Into<String>) -> UnitError {
         error_at(self.file, self.text, field, message.into())
+    }
+
+    /// For map keys that contain dots (sysctls): find the key's own line
+    /// after its parent's.
+    fn fail_at_key(&self, field: &str, message: String) -> UnitError {
+        let mut error = self.fail(field, message);
+        if let Some((parent, key)) = field.split_once('.') {
+            let (from, _) = locate_key(self.text, parent);
+            let needle = format!("{key}:");
+            let hit = self
+                .text
+                .lines()
+                .enumerate()
+                .skip(from.saturating_sub(1))
+                .find_map(|(i, line)| line.find(&needle).map(|at| (i + 1, at + 1)));
+            if let Some((line, column)) = hit {
+                error.line = line;
+                error.column = column;
+            }
+        }
+        error
     }
 
     fn unit(&self, name: &str, raw: RawUnit) -> Result<Unit, UnitError> {
@@ -74,6 +92,8 @@ impl Checker<'_> {
             }
             _ => {}
         }
+        let network = super::network::network(raw.network.unwrap_or_default())
+            .map_err(|(field, message)| self.fail(&field, message))?;
         let env = raw
             .env
             .unwrap_or_default()
@@ -103,9 +123,16 @@ impl Checker<'_> {
             mounts: self.mounts(raw.mounts.unwrap_or_default())?,
             logging: self.logging(raw.logging.unwrap_or_default())?,
             resources: self.resources(raw.resources.unwrap_or_default())?,
-            network: NetworkConfig {
-                mode: raw.network.and_then(|n| n.mode).unwrap_or_default(),
-            },
+            sysctls: super::network::sysctls(
+                raw.sysctls
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.text()))
+                    .collect(),
+                network.mode,
+            )
+            .map_err(|(field, message)| self.fail_at_key(&field, message))?,
+            network,
         })
     }
 

@@ -14,6 +14,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub const SUPD: &str = env!("CARGO_BIN_EXE_supd");
+/// How long a test waits for something to happen: an upper bound for slow
+/// machines (the cgroup v2 tier runs under software emulation), never a
+/// timing assertion.
+pub const WAIT: Duration = Duration::from_secs(30);
 pub const SUPCTL: &str = env!("CARGO_BIN_EXE_supctl");
 
 fn require_root() {
@@ -136,7 +140,7 @@ impl Daemon {
             socket,
             child: Some(child),
         };
-        daemon.wait_for("the control socket", Duration::from_secs(10), || {
+        daemon.wait_for("the control socket", WAIT, || {
             std::os::unix::net::UnixStream::connect(&daemon.socket).is_ok()
         });
         daemon
@@ -181,7 +185,7 @@ impl Daemon {
 
     pub fn wait_state(&self, name: &str, state: &str) -> Value {
         let mut last = Value::Null;
-        let found = poll(Duration::from_secs(15), || {
+        let found = poll(WAIT, || {
             last = self.status(name);
             last["state"] == state
         });
@@ -205,7 +209,7 @@ impl Daemon {
 
     pub fn wait_log(&self, name: &str, needle: &str) -> String {
         let mut text = String::new();
-        let found = poll(Duration::from_secs(15), || {
+        let found = poll(WAIT, || {
             text = self.log(name);
             text.contains(needle)
         });
@@ -389,4 +393,127 @@ pub fn cgroup_file(daemon: &Daemon, unit: &str, controller: &str, file: &str) ->
 
 pub fn is_cgroup_v2() -> bool {
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// Runs `f` on a thread that joined the daemon's network namespace.
+pub fn in_daemon_netns<T: Send + 'static>(
+    daemon: &Daemon,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let ns = fs::File::open(format!("/proc/{}/ns/net", daemon.daemon_pid())).unwrap();
+    std::thread::spawn(move || {
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// Interface names in the daemon's network namespace.
+pub fn daemon_links(daemon: &Daemon) -> Vec<String> {
+    in_daemon_netns(daemon, || {
+        let mut netlink = supd::runtime::net::netlink::Netlink::open().unwrap();
+        let mut names = netlink.link_names().unwrap();
+        names.sort();
+        names
+    })
+}
+
+/// Creates an up interface in the daemon's network namespace to serve as a
+/// parent for macvlan and ipvlan: a dummy where the kernel has it, else one
+/// end of a veth pair (whose peer is named NAME-p). Returns the links made.
+pub fn add_parent(daemon: &Daemon, name: &str) -> Vec<String> {
+    let name = name.to_string();
+    in_daemon_netns(daemon, move || {
+        use netlink_packet_route::link::{
+            InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage,
+        };
+        let mut netlink = supd::runtime::net::netlink::Netlink::open().unwrap();
+        let message = |name: &str, info: Vec<LinkInfo>| {
+            let mut message = LinkMessage::default();
+            message
+                .attributes
+                .push(LinkAttribute::IfName(name.to_string()));
+            message.attributes.push(LinkAttribute::LinkInfo(info));
+            message
+        };
+        let mut made = vec![name.clone()];
+        if netlink
+            .new_link(
+                "create dummy",
+                message(&name, vec![LinkInfo::Kind(InfoKind::Dummy)]),
+            )
+            .is_err()
+        {
+            let peer_name = format!("{name}-p");
+            let peer = message(&peer_name, Vec::new());
+            let veth = message(
+                &name,
+                vec![
+                    LinkInfo::Kind(InfoKind::Veth),
+                    LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+                ],
+            );
+            netlink.new_link("create veth", veth).unwrap();
+            let index = netlink.link_index(&peer_name).unwrap().unwrap();
+            netlink.set_link(index, true, Vec::new()).unwrap();
+            made.push(peer_name);
+        }
+        let index = netlink.link_index(&name).unwrap().unwrap();
+        netlink.set_link(index, true, Vec::new()).unwrap();
+        made.sort();
+        made
+    })
+}
+
+/// Whether the kernel can make links of `kind` (ipvlan may be missing).
+pub fn kernel_has_link_kind(
+    daemon: &Daemon,
+    parent: &str,
+    kind: netlink_packet_route::link::InfoKind,
+) -> bool {
+    let parent = parent.to_string();
+    in_daemon_netns(daemon, move || {
+        use netlink_packet_route::link::{LinkAttribute, LinkInfo, LinkMessage};
+        let mut netlink = supd::runtime::net::netlink::Netlink::open().unwrap();
+        let parent_index = netlink.link_index(&parent).unwrap().unwrap();
+        let mut message = LinkMessage::default();
+        message
+            .attributes
+            .push(LinkAttribute::IfName("probe0".into()));
+        message.attributes.push(LinkAttribute::Link(parent_index));
+        message
+            .attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(kind)]));
+        let made = netlink.new_link("probe", message).is_ok();
+        if let Ok(Some(index)) = netlink.link_index("probe0") {
+            netlink.delete_link(index).unwrap();
+        }
+        made
+    })
+}
+
+/// A sysfs file as seen from the daemon's network namespace: mounted afresh
+/// in a private mount namespace, as `ip netns exec` does.
+pub fn daemon_sysfs(daemon: &Daemon, path: &str) -> String {
+    let script = format!("mount -t sysfs sysfs /sys && cat /sys/{path}");
+    let out = Command::new("unshare")
+        .args([
+            "-m",
+            "nsenter",
+            "-t",
+            &daemon.daemon_pid().to_string(),
+            "-n",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

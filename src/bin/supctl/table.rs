@@ -38,6 +38,9 @@ pub fn render(units: &[UnitStatus]) -> String {
             unit.restarts,
             last_exit
         ));
+        for address in &unit.addresses {
+            out.push_str(&format!("  address: {address}\n"));
+        }
         if let Some(error) = &unit.error {
             out.push_str(&format!("  error: {error}\n"));
         }
@@ -104,6 +107,7 @@ mod tests {
             memory_bytes: None,
             working_set_bytes: None,
             pids: None,
+            addresses: Vec::new(),
             error: None,
         };
         for line in render(&[unit]).lines() {

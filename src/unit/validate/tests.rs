@@ -115,12 +115,12 @@ fn errors_name_file_line_column_and_field() {
             format!("{f}:2:9: rootfs: path \"relative/dir\" must be absolute"),
         ),
         (
-            "exec: [/x]\nrootfs: /r\nsysctls:\n  net.core.somaxconn: 1024\n",
-            format!("{f}:4:3: sysctls: this key is part of the unit schema but not supported yet by this version of supd"),
+            "exec: [/x]\nrootfs: /r\nsecurity:\n  seccomp: default\n",
+            format!("{f}:4:3: security: this key is part of the unit schema but not supported yet by this version of supd"),
         ),
         (
-            "exec: [/x]\nrootfs: /r\nnetwork:\n  mode: bridge\n",
-            format!("{f}:4:9: network.mode: network mode \"bridge\" is part of the unit schema but not supported yet by this version of supd (use host or none)"),
+            "exec: [/x]\nrootfs: /r\nnetwork:\n  mode: bridged\n",
+            format!("{f}:4:9: network.mode: unknown network mode \"bridged\": expected host, none, bridge, macvlan or ipvlan"),
         ),
         (
             "exec: [/x]\nrootfs: /r\nrestart:\n  policy: alwayz\n",
@@ -191,4 +191,75 @@ fn canonical_form_ignores_comments_and_key_order() {
         serde_json::to_string(&a).unwrap(),
         serde_json::to_string(&b).unwrap()
     );
+}
+
+#[test]
+fn network_modes_validate_their_keys() {
+    let base = "rootfs: /r\nexec: [/x]\n";
+    let ok = |network: &str| {
+        parse(&format!("{base}network: {network}\n"))
+            .unwrap()
+            .network
+    };
+    let auto = ok("{ mode: bridge }");
+    assert_eq!(auto.address, None);
+    assert_eq!(auto.subnet.unwrap().to_string(), "10.88.0.0/16");
+    assert_eq!(auto.gateway.unwrap().to_string(), "10.88.0.1");
+    assert_eq!(
+        (auto.bridge.as_str(), auto.interface.as_str()),
+        ("supbr0", "eth0")
+    );
+    let fixed = ok("{ mode: bridge, address: 10.5.0.7/24 }");
+    assert_eq!(
+        fixed.gateway.unwrap().to_string(),
+        "10.5.0.1",
+        "defaults to the subnet's first address"
+    );
+    let custom = ok("{ mode: bridge, gateway: 192.168.77.1/24, interface: net0, mtu: 1400 }");
+    assert_eq!(custom.subnet.unwrap().to_string(), "192.168.77.0/24");
+    let mac =
+        ok("{ mode: macvlan, parent: eth1, address: 192.168.1.50/24, macvlan_mode: private }");
+    assert_eq!(
+        (mac.gateway, mac.macvlan_mode),
+        (None, crate::unit::MacvlanMode::Private)
+    );
+    let f = "/etc/supd/units/web.yaml";
+    let cases = [
+        ("{ mode: none, address: 10.0.0.2/24 }", format!("{f}:3:24: network.address: has no meaning with network mode none")),
+        ("{ mode: host, dns: [1.1.1.1] }", format!("{f}:3:24: network.dns: has no meaning with network mode host")),
+        ("{ mode: macvlan, address: 10.0.0.2/24 }", format!("{f}:3:1: network.parent: required: the host interface to attach to")),
+        ("{ mode: ipvlan, parent: eth0 }", format!("{f}:3:1: network.address: required: a fixed address such as 192.168.1.50/24 (auto needs bridge mode)")),
+        ("{ mode: bridge, address: 10.0.0.2 }", format!("{f}:3:35: network.address: address \"10.0.0.2\" needs a prefix length, such as 10.0.0.2/24 (or use auto)")),
+        ("{ mode: bridge, gateway: 10.0.0.1 }", format!("{f}:3:26: network.gateway: with address: auto, give the gateway with its prefix length, such as 10.88.0.1/16")),
+        ("{ mode: bridge, address: 10.0.0.2/24, gateway: 10.1.0.1 }", format!("{f}:3:48: network.gateway: 10.1.0.1 is outside 10.0.0.0/24")),
+        ("{ mode: bridge, address: 10.0.0.1/24, gateway: 10.0.0.1 }", format!("{f}:3:26: network.address: must differ from the gateway")),
+        ("{ mode: bridge, address: 10.0.0.255/24 }", format!("{f}:3:26: network.address: 10.0.0.255/24 is the network or broadcast address")),
+        ("{ mode: bridge, rps: true, parent: eth0 }", format!("{f}:3:37: network.parent: has no meaning with network mode bridge")),
+        ("{ mode: bridge, interface: a-very-long-name0 }", format!("{f}:3:37: network.interface: invalid interface name \"a-very-long-name0\": 1 to 15 characters without '/', ':' or blanks")),
+        ("{ mode: macvlan, parent: eth0, address: 1.2.3.4/24, macvlan_mode: l2 }", format!("{f}:3:76: network.macvlan_mode: unknown variant `l2`, expected one of `bridge`, `private`, `vepa`, `passthru`")),
+    ];
+    for (network, want) in cases {
+        let got = parse(&format!("{base}network: {network}\n"))
+            .expect_err(network)
+            .to_string();
+        assert_eq!(got, want, "{network}");
+    }
+}
+
+#[test]
+fn only_namespaced_sysctls_are_accepted() {
+    let unit = |extra: &str| parse(&format!("rootfs: /r\nexec: [/x]\n{extra}"));
+    let ok = unit("network: { mode: none }\nsysctls:\n  net.ipv4.tcp_keepalive_time: 600\n  kernel.shmmax: 1000\n  kernel.msgmax: 9\n  kernel.sem: 250 32000 32 128\n  fs.mqueue.msg_max: 20\n  kernel.domainname: example\n").unwrap();
+    assert_eq!(ok.sysctls["net.ipv4.tcp_keepalive_time"], "600");
+    assert_eq!(ok.sysctls["kernel.sem"], "250 32000 32 128");
+    let f = "/etc/supd/units/web.yaml";
+    let cases = [
+        ("network: { mode: none }\nsysctls:\n  vm.swappiness: 10\n", format!("{f}:5:3: sysctls.vm.swappiness: vm.swappiness is not namespaced: it would change the host (allowed: net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*, kernel.domainname)")),
+        ("sysctls:\n  kernel.pid_max: 100\n", format!("{f}:4:3: sysctls.kernel.pid_max: kernel.pid_max is not namespaced: it would change the host (allowed: net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*, kernel.domainname)")),
+        ("sysctls:\n  net.core.somaxconn: 1024\n", format!("{f}:4:3: sysctls.net.core.somaxconn: net.core.somaxconn needs a network namespace of its own: with network mode host it would change the host")),
+        ("sysctls:\n  kernel.hostname: x\n", format!("{f}:4:3: sysctls.kernel.hostname: use the unit's `hostname` key instead")),
+    ];
+    for (extra, want) in cases {
+        assert_eq!(unit(extra).expect_err(extra).to_string(), want, "{extra}");
+    }
 }
