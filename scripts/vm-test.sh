@@ -96,11 +96,13 @@ mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 echo "+cpuset +cpu +io +memory +pids" > /sys/fs/cgroup/cgroup.subtree_control
-for module in overlay stp llc bridge veth dummy macvlan ipvlan; do
-  [ -f /lib/modules/$module.ko ] && insmod /lib/modules/$module.ko 2>/dev/null
+report() { echo "$*" > /dev/ttyS1; echo "$*"; }
+# Dependency order: stp needs llc, bridge needs both.
+for module in overlay llc stp bridge veth dummy macvlan ipvlan; do
+  [ -f /lib/modules/$module.ko ] || { report "SUPD-VM module $module missing"; continue; }
+  insmod /lib/modules/$module.ko || report "SUPD-VM insmod $module failed"
 done
 ip link set lo up
-report() { echo "$*" > /dev/ttyS1; echo "$*"; }
 report "SUPD-VM kernel $(uname -r), cgroup: $(cat /sys/fs/cgroup/cgroup.controllers)"
 status=0
 for test in $(cat /etc/supd-tests); do
