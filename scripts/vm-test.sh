@@ -13,6 +13,9 @@ ensure_rust
 target=x86_64-unknown-linux-gnu
 vm=target/vm
 mkdir -p "$vm"
+# One guest at a time: two would share the results file and the CPUs.
+exec 9>"$vm/lock"
+flock 9
 
 # The kernel: the package that linux-image-cloud-amd64 depends on, unpacked
 # here, never installed on the host.

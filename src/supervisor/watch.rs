@@ -40,6 +40,8 @@ const CONTENT: WatchMask = WatchMask::CREATE
 
 const ANCESTOR: WatchMask = WatchMask::CREATE
     .union(WatchMask::MOVED_TO)
+    .union(WatchMask::DELETE)
+    .union(WatchMask::MOVED_FROM)
     .union(WatchMask::DELETE_SELF)
     .union(WatchMask::MOVE_SELF)
     .union(WatchMask::ONLYDIR);
@@ -52,6 +54,7 @@ impl UnitWatcher {
             watches: HashMap::new(),
             paths: HashMap::new(),
         };
+        // The first reconcile reads everything anyway.
         watcher.sync();
         Ok(watcher)
     }
@@ -92,8 +95,9 @@ impl UnitWatcher {
                 self.watches.remove(&path);
             }
         }
-        self.sync();
-        relevant
+        // New watches may have missed events in the gap before they existed:
+        // a changed watch set is itself a reason to reconcile.
+        self.sync() || relevant
     }
 
     fn is_relevant(&self, wd: &WatchDescriptor, mask: EventMask, name: Option<&OsStr>) -> bool {
@@ -130,10 +134,23 @@ impl UnitWatcher {
         }
     }
 
-    /// Adds and removes watches so that they match the directories as they
-    /// are now.
-    fn sync(&mut self) {
+    /// Adds and removes watches until they match the directories as they are
+    /// now; a directory created while a watch was being added is caught by
+    /// the next round. Returns whether anything changed.
+    fn sync(&mut self) -> bool {
+        let mut changed = false;
+        for _ in 0..8 {
+            if !self.sync_once() {
+                break;
+            }
+            changed = true;
+        }
+        changed
+    }
+
+    fn sync_once(&mut self) -> bool {
         let wanted = self.wanted();
+        let mut changed = false;
         let stale: Vec<PathBuf> = self
             .watches
             .iter()
@@ -144,6 +161,7 @@ impl UnitWatcher {
             if let Some((wd, _)) = self.watches.remove(&path) {
                 self.paths.remove(&wd);
                 let _ = self.inotify.watches().remove(wd);
+                changed = true;
             }
         }
         for (path, role) in wanted {
@@ -162,12 +180,14 @@ impl UnitWatcher {
                         self.watches.remove(&old);
                     }
                     self.watches.insert(path, (wd, role));
+                    changed = true;
                 }
                 // It vanished between looking and watching: the next event
                 // on its parent brings it back.
                 Err(e) => log::debug!("cannot watch {}: {e}", path.display()),
             }
         }
+        changed
     }
 
     fn wanted(&self) -> BTreeMap<PathBuf, Role> {
@@ -210,6 +230,14 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let mut watcher = UnitWatcher::new(std::slice::from_ref(&dir)).unwrap();
         assert!(!watcher.read());
+        let nested = dir.join("a/b/units");
+        let mut late = UnitWatcher::new(std::slice::from_ref(&nested)).unwrap();
+        std::fs::create_dir_all(&nested).unwrap();
+        assert!(late.read(), "the directories appearing are noticed");
+        std::fs::write(nested.join("y.yaml"), "exec: [/x]\n").unwrap();
+        assert!(late.read(), "and the new units directory is watched");
+        std::fs::remove_dir_all(dir.join("a")).unwrap();
+        assert!(late.read(), "and its removal is noticed");
         std::fs::write(dir.join("x.yaml"), "exec: [/x]\n").unwrap();
         assert!(watcher.read());
         std::fs::write(dir.join("x.yaml~"), "").unwrap();
