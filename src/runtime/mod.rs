@@ -6,6 +6,7 @@
 pub mod cgroup;
 pub mod net;
 pub mod rootfs;
+pub mod security;
 pub mod setup;
 pub mod spawn;
 mod user;

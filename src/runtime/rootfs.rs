@@ -359,6 +359,88 @@ pub fn make_proc_sys_readonly() -> Result<(), SetupError> {
     )
 }
 
+/// On cgroup v2, the container sees its own cgroup (its cgroup namespace's
+/// root) read-only at /sys/fs/cgroup. On v1 nothing is mounted there.
+pub fn mount_cgroupfs(root: &Path) -> Result<(), SetupError> {
+    if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        return Ok(());
+    }
+    let target = root.join("sys/fs/cgroup");
+    mount_step(
+        "cgroupfs",
+        Some(Path::new("cgroup2")),
+        &target,
+        Some("cgroup2"),
+        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None,
+    )
+}
+
+/// Docker's masked paths (hidden) and read-only paths, after pivot_root.
+const MASKED: [&str; 12] = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+const READ_ONLY: [&str; 4] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sysrq-trigger"];
+
+/// Masks a file with /dev/null and a directory with an empty read-only
+/// tmpfs; paths this kernel lacks are skipped.
+pub fn mask_paths() -> Result<(), SetupError> {
+    for path in MASKED.iter().map(Path::new) {
+        let Ok(meta) = fs::symlink_metadata(path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            mount_step(
+                "mask",
+                None,
+                path,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                Some("size=0,mode=0555"),
+            )?;
+        } else {
+            mount_step(
+                "mask",
+                Some(Path::new("/dev/null")),
+                path,
+                None,
+                MsFlags::MS_BIND,
+                None,
+            )?;
+        }
+    }
+    for path in READ_ONLY.iter().map(Path::new) {
+        if fs::symlink_metadata(path).is_err() {
+            continue;
+        }
+        mount_step(
+            "read-only",
+            Some(path),
+            path,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )?;
+        remount_readonly(
+            "read-only",
+            path,
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        )?;
+    }
+    Ok(())
+}
+
 /// Makes the root mount itself read-only; the mounts below it (/dev, /proc,
 /// tmpfs volumes) keep their own flags.
 pub fn make_readonly(root: &Path) -> Result<(), SetupError> {

@@ -5,7 +5,7 @@
 
 use super::net::{self, NetPlan};
 use super::user::Credentials;
-use super::{rootfs, user, REPORT_FD, SPEC_FD};
+use super::{rootfs, security, user, REPORT_FD, SPEC_FD};
 use crate::unit::{NetworkMode, Unit};
 use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::unistd::{ForkResult, Gid, Uid};
@@ -76,8 +76,8 @@ pub fn run_init_stage() -> ! {
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     );
     let (spec, credentials) = match read_spec().and_then(|spec| {
-        let credentials = prepare(&spec)?;
-        Ok((spec, credentials))
+        let prepared = prepare(&spec)?;
+        Ok((spec, prepared))
     }) {
         Ok(ready) => ready,
         Err(error) => fail(&mut report, &error, EXIT_SETUP_FAILED),
@@ -125,8 +125,17 @@ fn read_spec() -> Result<Spec, SetupError> {
 }
 
 /// The container setup, one named step after the other.
-fn prepare(spec: &Spec) -> Result<Credentials, SetupError> {
+/// What the workload needs after setup: its user, and its seccomp filter,
+/// compiled while host paths (a profile file) are still reachable.
+struct Prepared {
+    credentials: Credentials,
+    seccomp: Vec<seccompiler::BpfProgram>,
+}
+
+fn prepare(spec: &Spec) -> Result<Prepared, SetupError> {
     let unit = &spec.unit;
+    let seccomp = security::seccomp::programs(&unit.security.seccomp)
+        .map_err(|e| SetupError::message("seccomp", None::<&Path>, e))?;
     // supd placed this process in the container's cgroup before it ran: a
     // cgroup namespace now makes that cgroup the container's root.
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
@@ -139,6 +148,7 @@ fn prepare(spec: &Spec) -> Result<Credentials, SetupError> {
     let root = rootfs::assemble(spec)?;
     rootfs::mount_volumes(&root, &unit.mounts)?;
     rootfs::mount_proc_sys(&root)?;
+    rootfs::mount_cgroupfs(&root)?;
     rootfs::mount_dev(&root)?;
     if let Some(plan) = spec.network.as_ref().filter(|p| !p.config.dns.is_empty()) {
         rootfs::mount_resolv_conf(&root, &spec.staging, &plan.config.dns)?;
@@ -155,7 +165,11 @@ fn prepare(spec: &Spec) -> Result<Credentials, SetupError> {
     }
     write_sysctls(&unit.sysctls)?;
     rootfs::make_proc_sys_readonly()?;
-    user::resolve(unit.user.as_ref())
+    rootfs::mask_paths()?;
+    Ok(Prepared {
+        credentials: user::resolve(unit.user.as_ref())?,
+        seccomp,
+    })
 }
 
 /// Writes namespaced sysctls through the container's own /proc: network
@@ -178,7 +192,8 @@ fn write_sysctls(sysctls: &std::collections::BTreeMap<String, String>) -> Result
 
 /// Switches to the workload's user and directory and executes it; returns
 /// only on failure.
-fn exec_workload(unit: &Unit, credentials: &Credentials) -> SetupError {
+fn exec_workload(unit: &Unit, prepared: &Prepared) -> SetupError {
+    let credentials = &prepared.credentials;
     let user_step = |e: nix::Error| SetupError::new("user", None::<&Path>, e.into());
     let groups: Vec<Gid> = credentials
         .groups
@@ -187,11 +202,19 @@ fn exec_workload(unit: &Unit, credentials: &Credentials) -> SetupError {
         .collect();
     let gid = Gid::from_raw(credentials.gid);
     let uid = Uid::from_raw(credentials.uid);
+    if let Err(error) =
+        security::before_user_switch(&unit.security, &prepared.seccomp, credentials.uid)
+    {
+        return error;
+    }
     if let Err(e) = nix::unistd::setgroups(&groups)
         .and_then(|()| nix::unistd::setresgid(gid, gid, gid))
         .and_then(|()| nix::unistd::setresuid(uid, uid, uid))
     {
         return user_step(e);
+    }
+    if let Err(error) = security::after_user_switch(&unit.security, credentials.uid) {
+        return error;
     }
     if let Err(e) = nix::unistd::chdir(&unit.workdir) {
         return SetupError::new("workdir", Some(&unit.workdir), e.into());

@@ -6,6 +6,7 @@ pub mod loader;
 mod network;
 pub mod quantity;
 pub mod schema;
+pub mod security;
 mod validate;
 
 pub use dropin::{parse_layers, Layer};
@@ -48,6 +49,7 @@ pub struct Unit {
     pub resources: Resources,
     /// Namespaced kernel parameters, written before the workload starts.
     pub sysctls: std::collections::BTreeMap<String, String>,
+    pub security: security::SecurityConfig,
 }
 
 /// `resources:`; every limit is optional (absent: no limit).

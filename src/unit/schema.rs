@@ -33,7 +33,7 @@ pub struct RawUnit {
     pub notify: Option<NotYet>,
     pub resources: Option<RawResources>,
     pub sysctls: Option<std::collections::BTreeMap<String, Scalar>>,
-    pub security: Option<NotYet>,
+    pub security: Option<RawSecurity>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -170,6 +170,24 @@ impl CpuList {
         }
         out.join(",")
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecurity {
+    pub capabilities: Option<RawCapabilities>,
+    pub no_new_privileges: Option<bool>,
+    pub seccomp: Option<String>,
+    pub seccomp_allow: Option<Vec<String>>,
+    pub user_namespace: Option<NotYet>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCapabilities {
+    pub add: Option<Vec<String>>,
+    pub drop: Option<Vec<String>>,
+    pub ambient: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

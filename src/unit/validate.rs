@@ -133,6 +133,8 @@ impl Checker<'_> {
             )
             .map_err(|(field, message)| self.fail_at_key(&field, message))?,
             network,
+            security: super::security::security(raw.security.unwrap_or_default())
+                .map_err(|(field, message)| self.fail(&field, message))?,
         })
     }
 

@@ -115,8 +115,8 @@ fn errors_name_file_line_column_and_field() {
             format!("{f}:2:9: rootfs: path \"relative/dir\" must be absolute"),
         ),
         (
-            "exec: [/x]\nrootfs: /r\nsecurity:\n  seccomp: default\n",
-            format!("{f}:4:3: security: this key is part of the unit schema but not supported yet by this version of supd"),
+            "exec: [/x]\nrootfs: /r\nsecurity:\n  user_namespace: auto\n",
+            format!("{f}:4:19: security.user_namespace: this key is part of the unit schema but not supported yet by this version of supd"),
         ),
         (
             "exec: [/x]\nrootfs: /r\nnetwork:\n  mode: bridged\n",

@@ -1,0 +1,140 @@
+//! Seccomp profiles in Docker's JSON format, a documented subset:
+//! `defaultAction` and each rule's `action` are SCMP_ACT_ALLOW or
+//! SCMP_ACT_ERRNO (EPERM, or `errnoRet`), one the opposite of the other (an
+//! allowlist or a denylist); rules name syscalls in `names` (or `name`).
+//! Argument conditions (`args`), capability conditions (`includes`,
+//! `excludes`), other actions and unknown syscall names are errors, never
+//! silently dropped. `architectures` must include SCMP_ARCH_X86_64.
+
+use super::seccomp::{compile, with_x32_guard};
+use super::syscalls;
+use seccompiler::{BpfProgram, SeccompAction};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Profile {
+    default_action: String,
+    default_errno_ret: Option<u32>,
+    #[serde(default)]
+    architectures: Vec<String>,
+    #[serde(default)]
+    syscalls: Vec<Rule>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Rule {
+    #[serde(default)]
+    names: Vec<String>,
+    name: Option<String>,
+    action: String,
+    errno_ret: Option<u32>,
+    #[serde(default)]
+    args: Vec<serde_json::Value>,
+    #[serde(default)]
+    includes: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    excludes: serde_json::Map<String, serde_json::Value>,
+}
+
+fn action(name: &str, errno: Option<u32>) -> Result<SeccompAction, String> {
+    match name {
+        "SCMP_ACT_ALLOW" => Ok(SeccompAction::Allow),
+        "SCMP_ACT_ERRNO" => Ok(SeccompAction::Errno(errno.unwrap_or(libc::EPERM as u32))),
+        other => Err(format!(
+            "action {other} is not supported (use SCMP_ACT_ALLOW or SCMP_ACT_ERRNO)"
+        )),
+    }
+}
+
+pub fn programs(path: &Path) -> Result<Vec<BpfProgram>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub fn parse(text: &str) -> Result<Vec<BpfProgram>, String> {
+    let profile: Profile = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    if !profile.architectures.is_empty()
+        && !profile
+            .architectures
+            .iter()
+            .any(|a| a == "SCMP_ARCH_X86_64")
+    {
+        return Err("architectures does not include SCMP_ARCH_X86_64".into());
+    }
+    let default = action(&profile.default_action, profile.default_errno_ret)?;
+    let mut rules = BTreeMap::new();
+    let mut on_match: Option<SeccompAction> = None;
+    for (index, rule) in profile.syscalls.iter().enumerate() {
+        if !rule.args.is_empty() || !rule.includes.is_empty() || !rule.excludes.is_empty() {
+            return Err(format!(
+                "syscalls[{index}]: args, includes and excludes are not supported"
+            ));
+        }
+        let rule_action = action(&rule.action, rule.errno_ret)?;
+        if rule_action == default {
+            continue;
+        }
+        if on_match.as_ref().is_some_and(|a| *a != rule_action) {
+            return Err(format!(
+                "syscalls[{index}]: every rule must have the same action"
+            ));
+        }
+        on_match = Some(rule_action);
+        for name in rule.names.iter().chain(rule.name.iter()) {
+            let nr = syscalls::number(name)
+                .ok_or_else(|| format!("syscalls[{index}]: unknown syscall {name:?}"))?;
+            rules.insert(nr, Vec::new());
+        }
+    }
+    let Some(on_match) = on_match else {
+        return Ok(match default {
+            SeccompAction::Allow => Vec::new(),
+            // Everything denied: a filter that matches no syscall.
+            _ => vec![compile(BTreeMap::new(), SeccompAction::Allow).map(with_x32_guard)?],
+        });
+    };
+    let filter =
+        seccompiler::SeccompFilter::new(rules, default, on_match, seccompiler::TargetArch::x86_64)
+            .map_err(|e| e.to_string())?;
+    let program = BpfProgram::try_from(filter).map_err(|e| e.to_string())?;
+    Ok(vec![with_x32_guard(program)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_subset_and_rejects_the_rest() {
+        let deny = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["keyctl","bpf"],"action":"SCMP_ACT_ERRNO"}]}"#;
+        assert_eq!(parse(deny).unwrap().len(), 1);
+        let allow = r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64"],"syscalls":[{"names":["read","write","exit_group"],"action":"SCMP_ACT_ALLOW"}]}"#;
+        assert_eq!(parse(allow).unwrap().len(), 1);
+        let cases = [
+            (
+                r#"{"defaultAction":"SCMP_ACT_KILL"}"#,
+                "action SCMP_ACT_KILL is not supported",
+            ),
+            (
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["nope"],"action":"SCMP_ACT_ERRNO"}]}"#,
+                "unknown syscall \"nope\"",
+            ),
+            (
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["clone"],"action":"SCMP_ACT_ERRNO","args":[{"index":0}]}]}"#,
+                "args, includes and excludes are not supported",
+            ),
+            (
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_AARCH64"]}"#,
+                "SCMP_ARCH_X86_64",
+            ),
+        ];
+        for (text, want) in cases {
+            let error = parse(text).unwrap_err();
+            assert!(error.contains(want), "{error}");
+        }
+    }
+}
