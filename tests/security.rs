@@ -176,3 +176,87 @@ fn masked_and_read_only_paths() {
     );
     d.stop();
 }
+
+/// Runs supctl as an unprivileged user (nobody, group nogroup).
+fn supctl_as_nobody(d: &Daemon, args: &[&str]) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new(SUPCTL)
+        .env("SUPD_SOCKET", &d.socket)
+        .args(args)
+        .gid(65534)
+        .uid(65534)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn an_unprivileged_peer_is_refused_even_if_the_socket_mode_is_open() {
+    let d = Daemon::start();
+    use std::os::unix::fs::PermissionsExt;
+    // The directories and the socket opened up: only SO_PEERCRED stands.
+    for path in [d.dir.clone(), d.dir.join("run"), d.socket.clone()] {
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let out = supctl_as_nobody(&d, &["status"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("permission denied"),
+        "{out:?}"
+    );
+    assert!(d.supctl(&["status"]).status.success(), "root still may");
+    d.stop();
+}
+
+#[test]
+fn a_read_group_may_look_but_not_touch() {
+    let d = Daemon::start_with_args(&["--read-group", "nogroup"]);
+    use std::os::unix::fs::PermissionsExt;
+    for path in [d.dir.clone(), d.dir.join("run")] {
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mode = fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o666, "two groups: the peer check decides");
+    d.write_unit("look", &sh_unit(&d, "exec sleep 1000", ""));
+    d.pid("look");
+    let status = supctl_as_nobody(&d, &["status", "look"]);
+    assert!(status.status.success(), "{status:?}");
+    let stop = supctl_as_nobody(&d, &["stop", "look"]);
+    assert_eq!(stop.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&stop.stderr)
+            .contains("permission denied: this client may only read"),
+        "{stop:?}"
+    );
+    assert_eq!(d.state("look"), "running");
+    d.stop();
+}
+
+#[test]
+fn devices_outside_the_allowlist_cannot_be_opened() {
+    let d = Daemon::start();
+    let script = "mknod /tmp/loop0 b 7 0 && echo made; head -c 1 /tmp/loop0 > /dev/null 2>&1 && echo opened || echo refused; \
+                  head -c 4 /dev/urandom | wc -c; echo done; exec sleep 1000";
+    d.write_unit("dev", &sh_unit(&d, script, "volatile: overlay\n"));
+    let log = d.wait_log("dev", "done");
+    assert!(log.contains("\n4\n"), "allowed devices still work: {log}");
+    if is_cgroup_v2() {
+        assert!(
+            log.contains("made"),
+            "CAP_MKNOD is a default capability: {log}"
+        );
+        eprintln!("cgroup v2: no devices file (BPF device programs are not attached yet): {log}");
+    } else {
+        // The devices cgroup refuses the mknod itself ('m'), and any open.
+        assert!(
+            log.contains("mknod: /tmp/loop0: Operation not permitted"),
+            "{log}"
+        );
+        assert!(log.contains("refused"), "{log}");
+        let list = fs::read_to_string(cgroup_file(&d, "dev", "devices", "devices.list")).unwrap();
+        assert!(
+            list.contains("c 1:3 rwm") && !list.contains("a *:*"),
+            "{list}"
+        );
+    }
+    d.stop();
+}

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use std::path::PathBuf;
+use supd::control::access::{group_id, AccessPolicy};
 use supd::runtime::{Dirs, INIT_STAGE_ARG};
 use supd::supervisor::{Options, Supervisor};
 
@@ -38,6 +39,13 @@ struct Cli {
     /// cgroup v2, ROOT/CONTROLLER/NAME in each v1 hierarchy.
     #[arg(long, value_name = "NAME", default_value = "supd")]
     cgroup_parent: String,
+    /// Members of this group may use every supctl command (root always may);
+    /// ignored if the group does not exist.
+    #[arg(long, value_name = "GROUP", default_value = "supd")]
+    socket_group: String,
+    /// Members of this group may use status, show and logs only.
+    #[arg(long, value_name = "GROUP")]
+    read_group: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -69,6 +77,15 @@ fn main() -> anyhow::Result<()> {
         socket: cli.socket,
         cgroup_root: cli.cgroup_root,
         cgroup_parent: cli.cgroup_parent,
+        access: AccessPolicy {
+            admin_gid: group_id(&cli.socket_group),
+            read_gid: match &cli.read_group {
+                Some(name) => {
+                    Some(group_id(name).with_context(|| format!("no group {name} in /etc/group"))?)
+                }
+                None => None,
+            },
+        },
     };
     log::info!(
         "supd {} starting; units from {:?}, socket {}",

@@ -34,7 +34,13 @@ pub fn call(socket: &Path, command: Command) -> Result<Response, ClientError> {
     };
     let mut line = serde_json::to_vec(&request).map_err(|e| io_error(io::Error::other(e)))?;
     line.push(b'\n');
-    stream.write_all(&line).map_err(io_error)?;
+    // A refused client is answered and closed before its request is read:
+    // the write then fails with EPIPE, and the answer is still there.
+    if let Err(e) = stream.write_all(&line) {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            return Err(io_error(e));
+        }
+    }
     let mut answer = String::new();
     BufReader::new(&stream)
         .read_line(&mut answer)

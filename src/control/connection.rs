@@ -11,6 +11,7 @@ pub struct Connection {
     output: Vec<u8>,
     /// The peer closed its side, or sent something we will not read past.
     pub read_closed: bool,
+    pub access: super::access::Access,
 }
 
 /// What a line of input turned into.
@@ -28,6 +29,7 @@ impl Connection {
             input: Vec::new(),
             output: Vec::new(),
             read_closed: false,
+            access: super::access::Access::Full,
         })
     }
 

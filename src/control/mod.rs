@@ -1,6 +1,7 @@
 //! The control socket: protocol types shared by supd and supctl, the
 //! daemon's connection handling and the client.
 
+pub mod access;
 pub mod client;
 pub mod connection;
 pub mod protocol;

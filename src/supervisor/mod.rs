@@ -11,6 +11,7 @@ mod resources;
 pub mod restart;
 mod watch;
 
+use crate::control::access::{self, Access};
 use crate::control::connection::{Connection, Incoming};
 use crate::runtime::cgroup::{Cgroup, Cgroups};
 use crate::runtime::net::ipam::Ipam;
@@ -41,6 +42,8 @@ pub struct Options {
     pub cgroup_root: PathBuf,
     /// supd's parent cgroup under the root (or in every v1 hierarchy).
     pub cgroup_parent: String,
+    /// Who may use the control socket besides root.
+    pub access: crate::control::access::AccessPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -193,7 +196,7 @@ impl Supervisor {
             cgroups: cgroups.host(),
             online_cpus: HostInfo::online_cpus(),
         };
-        let listener = bind_socket(&options.socket)?;
+        let listener = bind_socket(&options.socket, &options.access)?;
         let watcher = watch::UnitWatcher::new(&options.units_dirs)
             .map_err(setup("inotify on", &options.units_dirs[0]))?;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(sys("epoll"))?;
@@ -415,10 +418,19 @@ impl Supervisor {
     }
 
     fn add_client(&mut self, stream: UnixStream) {
-        let connection = match Connection::new(stream) {
+        let access = self.options.access.check(&stream);
+        let mut connection = match Connection::new(stream) {
             Ok(c) => c,
             Err(e) => return log::warn!("control client: {e}"),
         };
+        connection.access = access;
+        if access == Access::Denied {
+            // Answered once, then closed without reading a request.
+            connection.send(&crate::control::protocol::Response::error(
+                "permission denied: supd accepts root and members of its admin group",
+            ));
+            return;
+        }
         if let Some(token) = self.register(connection.stream.as_fd(), Source::Client) {
             self.clients.insert(token, connection);
         }
@@ -451,6 +463,13 @@ impl Supervisor {
                 Some(Incoming::Rejected) => continue,
                 Some(Incoming::Request(request)) => request,
             };
+            let read_only = connection.access == Access::ReadOnly;
+            if read_only && !access::is_read_only(&request.command) {
+                connection.send(&crate::control::protocol::Response::error(
+                    "permission denied: this client may only read (status, show, logs)",
+                ));
+                continue;
+            }
             match self.handle(token, request.command) {
                 Some(response) => {
                     if let Some(connection) = self.clients.get_mut(&token) {
@@ -492,7 +511,10 @@ impl Supervisor {
 
 /// Binds the control socket, replacing a stale one but never stealing it
 /// from a live supd.
-fn bind_socket(path: &std::path::Path) -> Result<UnixListener, SupervisorError> {
+fn bind_socket(
+    path: &std::path::Path,
+    access: &crate::control::access::AccessPolicy,
+) -> Result<UnixListener, SupervisorError> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(setup("create directory", parent))?;
     }
@@ -506,6 +528,10 @@ fn bind_socket(path: &std::path::Path) -> Result<UnixListener, SupervisorError> 
     listener
         .set_nonblocking(true)
         .map_err(setup("set non-blocking", path))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(setup("chmod", path))?;
+    if let Some(gid) = access.admin_gid {
+        std::os::unix::fs::chown(path, Some(0), Some(gid)).map_err(setup("chown", path))?;
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(access.socket_mode()))
+        .map_err(setup("chmod", path))?;
     Ok(listener)
 }

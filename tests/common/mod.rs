@@ -89,16 +89,21 @@ impl Daemon {
     /// Writes the given units before starting, so they run from the first
     /// reconcile.
     pub fn start_with_units(units: &[(&str, &str)]) -> Daemon {
-        Self::launch("units", true, units)
+        Self::launch("units", true, units, &[])
+    }
+
+    /// A daemon with extra command-line options.
+    pub fn start_with_args(args: &[&str]) -> Daemon {
+        Self::launch("units", true, &[], args)
     }
 
     /// A daemon whose units directory (`units_path` under its temp dir) does
     /// not exist yet.
     pub fn start_without_units_dir(units_path: &str) -> Daemon {
-        Self::launch(units_path, false, &[])
+        Self::launch(units_path, false, &[], &[])
     }
 
-    fn launch(units_path: &str, create: bool, units: &[(&str, &str)]) -> Daemon {
+    fn launch(units_path: &str, create: bool, units: &[(&str, &str)], args: &[&str]) -> Daemon {
         require_root();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("supd-test-{}-{n}", std::process::id()));
@@ -128,6 +133,7 @@ impl Daemon {
             .arg(&socket)
             .arg("--cgroup-parent")
             .arg(cgroup_parent(&dir))
+            .args(args)
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

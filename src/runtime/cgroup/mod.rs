@@ -65,8 +65,24 @@ fn io_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CgroupEr
 
 /// The v1 controllers supd uses, each in its own hierarchy (co-mounted ones
 /// such as cpu,cpuacct appear under both names on every distribution).
-pub const V1_CONTROLLERS: [&str; 7] = [
-    "memory", "cpu", "cpuacct", "cpuset", "pids", "blkio", "freezer",
+pub const V1_CONTROLLERS: [&str; 8] = [
+    "memory", "cpu", "cpuacct", "cpuset", "pids", "blkio", "freezer", "devices",
+];
+
+/// The devices a container may open (v1 devices cgroup): null, zero, full,
+/// random, urandom, tty, console, ptmx and its own pseudo-terminals. Even
+/// with CAP_MKNOD it cannot use a node for a disk it creates. (cgroup v2 has
+/// no devices file: the equivalent is a BPF_CGROUP_DEVICE program.)
+const DEVICE_ALLOWLIST: [&str; 9] = [
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:1 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
 ];
 /// The v2 controllers supd enables for its containers.
 const V2_CONTROLLERS: [&str; 5] = ["cpuset", "cpu", "io", "memory", "pids"];
@@ -190,6 +206,12 @@ impl Cgroups {
             make_dir(&dir)?;
             if *controller == "cpuset" {
                 inherit_cpuset(parent, &dir)?;
+            }
+            if *controller == "devices" {
+                write(&dir.join("devices.deny"), "a")?;
+                for rule in DEVICE_ALLOWLIST {
+                    write(&dir.join("devices.allow"), rule)?;
+                }
             }
             dirs.push((*controller, dir));
         }
