@@ -260,3 +260,93 @@ fn devices_outside_the_allowlist_cannot_be_opened() {
     }
     d.stop();
 }
+
+/// A copy of the busybox rootfs owned by the range the container maps its
+/// root to: the documented requirement for user namespaces.
+fn rootfs_owned_by(d: &Daemon, uid: u32) -> std::path::PathBuf {
+    let copy = d.dir.join("rootfs-userns");
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(busybox_rootfs())
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let owner = format!("{uid}:{uid}");
+    let status = std::process::Command::new("chown")
+        .args(["-R", &owner])
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    copy
+}
+
+#[test]
+fn a_user_namespace_maps_root_to_an_unprivileged_host_user() {
+    let d = Daemon::start();
+    let rootfs = rootfs_owned_by(&d, 300_000);
+    let data = d.dir.join("data");
+    fs::create_dir_all(&data).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o777)).unwrap();
+    let extra = format!(
+        "security: {{ user_namespace: {{ uid_map: \"0:300000:65536\", gid_map: \"0:300000:65536\" }} }}\nmounts: [{{ type: bind, source: {}, target: /data }}]\nnetwork: {{ mode: none }}\n",
+        data.display()
+    );
+    let unit = sh_unit(
+        &d,
+        "echo id=$(id -u):$(id -g); touch /data/made-inside; echo done; exec sleep 1000",
+        &extra,
+    )
+    .replace(
+        &format!("rootfs: {}", busybox_rootfs().display()),
+        &format!("rootfs: {}", rootfs.display()),
+    );
+    d.write_unit("mapped", &unit);
+    let init = d.pid("mapped");
+    let log = d.wait_log("mapped", "done");
+    assert!(log.contains("id=0:0"), "{log}");
+    let (workload, _) = children(init)[0];
+    let status = fs::read_to_string(format!("/proc/{workload}/status")).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(
+        uid_line.split_whitespace().nth(1),
+        Some("300000"),
+        "{uid_line}"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let made = fs::metadata(data.join("made-inside")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (300_000, 300_000));
+    d.stop();
+}
+
+#[test]
+fn auto_user_namespaces_get_distinct_kept_ranges() {
+    let d = Daemon::start();
+    for name in ["ua", "ub"] {
+        d.write_unit(
+            name,
+            &sh_unit(
+                &d,
+                "exec sleep 1000",
+                "security: { user_namespace: auto }\n",
+            ),
+        );
+    }
+    let range = |name: &str| {
+        let pid = d.pid(name);
+        fs::read_to_string(format!("/proc/{pid}/uid_map"))
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    let (a, b) = (range("ua"), range("ub"));
+    assert_ne!(a, b);
+    assert!(a.parse::<u64>().unwrap() >= 0x1000_0000, "{a}");
+    assert!(d.supctl(&["restart", "ub"]).status.success());
+    assert_eq!(range("ub"), b, "kept across restarts");
+    d.stop();
+}

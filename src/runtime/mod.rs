@@ -10,6 +10,7 @@ pub mod security;
 pub mod setup;
 pub mod spawn;
 mod user;
+pub mod userns;
 
 pub use setup::{SetupError, Spec};
 pub use spawn::{spawn, SpawnError, Spawned};

@@ -252,14 +252,30 @@ pub fn mount_proc_sys(root: &Path) -> Result<(), SetupError> {
         None,
     )?;
     let sys_dir = prepare_target(root, Path::new("/sys"), true, "sys")?;
-    mount_step(
-        "sys",
+    let fresh = mount(
         Some(Path::new("sysfs")),
         &sys_dir,
         Some("sysfs"),
         hardened | MsFlags::MS_RDONLY,
-        None,
-    )
+        None::<&str>,
+    );
+    match fresh {
+        Ok(()) => Ok(()),
+        // A user namespace may not mount sysfs for a network namespace it
+        // does not own (host networking): bind the host's, read-only.
+        Err(nix::Error::EPERM) => {
+            mount_step(
+                "sys",
+                Some(Path::new("/sys")),
+                &sys_dir,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )?;
+            remount_readonly("sys", &sys_dir, hardened)
+        }
+        Err(e) => Err(SetupError::new("sys", Some(&sys_dir), io::Error::from(e))),
+    }
 }
 
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];

@@ -3,6 +3,7 @@
 //! re-executes supd as the init stage (async-signal-safe calls only).
 
 use super::net::NetPlan;
+use super::userns::IdMaps;
 use super::{Dirs, Spec, INIT_STAGE_ARG, REPORT_FD, SPEC_FD};
 use crate::unit::{NetworkMode, Unit};
 use nix::fcntl::OFlag;
@@ -54,6 +55,7 @@ pub struct Spawned {
 pub fn spawn(
     unit: &Unit,
     network: Option<NetPlan>,
+    id_maps: Option<&IdMaps>,
     dirs: &Dirs,
     exe: &File,
     place: impl FnOnce(Pid) -> Result<(), String>,
@@ -69,6 +71,9 @@ pub fn spawn(
         state_dir: dirs.unit_state(&unit.name),
         network,
     };
+    if let Some(maps) = id_maps {
+        prepare_state_dir(&spec.state_dir, maps)?;
+    }
     let spec_fd = write_spec(&spec)?;
     let (report_read, report_write) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys("report pipe"))?;
@@ -102,6 +107,7 @@ pub fn spawn(
         exe: exe.as_raw_fd(),
         go: go_read.as_raw_fd(),
         go_write: go_write.as_raw_fd(),
+        user_namespace: id_maps.is_some(),
     };
 
     // The cgroup namespace is entered by the init stage, after placement, so
@@ -113,6 +119,9 @@ pub fn spawn(
         | libc::CLONE_PIDFD;
     if unit.network.mode != NetworkMode::Host {
         flags |= libc::CLONE_NEWNET;
+    }
+    if id_maps.is_some() {
+        flags |= libc::CLONE_NEWUSER;
     }
     let mut pidfd: libc::c_int = -1;
     // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child gets a
@@ -182,6 +191,21 @@ struct ChildFds {
     go: RawFd,
     /// The child's copy of the write end, closed first or EOF never comes.
     go_write: RawFd,
+    /// The child is in a new user namespace whose maps the parent wrote.
+    user_namespace: bool,
+}
+
+/// With a user namespace the overlay upper and work directories in the
+/// state dir must belong to the container's root, who creates files there.
+fn prepare_state_dir(dir: &std::path::Path, maps: &IdMaps) -> Result<(), SpawnError> {
+    let (uid, gid) = maps.root_on_host();
+    for sub in ["upper", "work"] {
+        let path = dir.join(sub);
+        fs::create_dir_all(&path)
+            .and_then(|()| std::os::unix::fs::chown(&path, Some(uid), Some(gid)))
+            .map_err(|source| SpawnError::Prepare { path, source })?;
+    }
+    Ok(())
 }
 
 /// Runs in the cloned child. Moves every descriptor above the target range
@@ -200,6 +224,15 @@ fn exec_init_stage(
         while libc::read(fds.go, (&mut byte as *mut u8).cast(), 1) < 0
             && *libc::__errno_location() == libc::EINTR
         {}
+        // In a new user namespace the maps are written now: become its root
+        // before exec, or exec would drop every capability.
+        if fds.user_namespace
+            && (libc::syscall(libc::SYS_setresgid, 0, 0, 0) != 0
+                || libc::syscall(libc::SYS_setresuid, 0, 0, 0) != 0
+                || libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) != 0)
+        {
+            libc::_exit(126);
+        }
         let high = |fd: RawFd| libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, FLOOR);
         let moved = [
             high(fds.stdin),

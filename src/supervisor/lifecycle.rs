@@ -114,15 +114,39 @@ impl Supervisor {
                 return Err(e);
             }
         };
+        let id_maps = unit
+            .security
+            .user_namespace
+            .as_ref()
+            .and_then(|config| self.id_ranges.maps(name, config));
+        if unit.security.user_namespace.is_some() && id_maps.is_none() {
+            self.remove_cgroup(cgroup);
+            return Err(SetupError::message(
+                "user namespace",
+                None::<&str>,
+                "no free id range left",
+            ));
+        }
         let mut host_side = HostSide::default();
         let place = |pid| {
             cgroup.add_process(pid).map_err(|e| e.to_string())?;
+            if let Some(maps) = &id_maps {
+                runtime::userns::write_maps(pid, maps)
+                    .map_err(|e| format!("user namespace: {e}"))?;
+            }
             if let Some(plan) = &network {
                 host_side = net::setup_host(plan, pid).map_err(|e| format!("network: {e}"))?;
             }
             Ok(())
         };
-        let spawned = runtime::spawn(unit, network.clone(), &self.options.dirs, &self.exe, place);
+        let spawned = runtime::spawn(
+            unit,
+            network.clone(),
+            id_maps.as_ref(),
+            &self.options.dirs,
+            &self.exe,
+            place,
+        );
         if let Some(bridge) = host_side.created_bridge {
             self.bridges_created.insert(bridge);
         }

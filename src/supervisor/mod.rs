@@ -119,6 +119,7 @@ pub struct Supervisor {
     removals: Vec<(Cgroup, u32)>,
     removal_at: Option<Duration>,
     ipam: Ipam,
+    id_ranges: crate::runtime::userns::IdRanges,
     /// Bridges supd created, removed again once no container uses them.
     bridges_created: std::collections::BTreeSet<String>,
 }
@@ -228,6 +229,7 @@ impl Supervisor {
             removals: Vec::new(),
             removal_at: None,
             ipam: Ipam::load(&options.dirs.state),
+            id_ranges: crate::runtime::userns::IdRanges::load(&options.dirs.state),
             bridges_created: Default::default(),
             options,
         })

@@ -100,6 +100,7 @@ impl Supervisor {
             Action::Remove => {
                 log::info!("{name}: unit file removed, stopping");
                 self.ipam.release(name);
+                self.id_ranges.release(name);
                 let active = self.entry(name).run.is_some();
                 if active {
                     self.stop_unit(name, AfterStop::Forget);

@@ -179,7 +179,31 @@ pub struct RawSecurity {
     pub no_new_privileges: Option<bool>,
     pub seccomp: Option<String>,
     pub seccomp_allow: Option<Vec<String>>,
-    pub user_namespace: Option<NotYet>,
+    pub user_namespace: Option<RawUserNamespace>,
+}
+
+/// `user_namespace: auto` or `{ uid_map: "0:100000:65536", gid_map: ... }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawUserNamespace {
+    Auto(AutoKeyword),
+    Maps(RawIdMaps),
+}
+
+#[derive(Debug)]
+pub struct AutoKeyword;
+
+scalar_deserialize!(AutoKeyword, |value: &str| if value == "auto" {
+    Ok(AutoKeyword)
+} else {
+    Err(format!("expected auto or uid_map/gid_map, not {value:?}"))
+});
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdMaps {
+    pub uid_map: String,
+    pub gid_map: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

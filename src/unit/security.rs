@@ -31,6 +31,58 @@ pub struct SecurityConfig {
     pub ambient: bool,
     pub no_new_privileges: bool,
     pub seccomp: Seccomp,
+    pub user_namespace: Option<UserNamespace>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UserNamespace {
+    /// A 65536-id range of its own, allocated by supd and kept.
+    Auto,
+    Maps {
+        uid: Vec<IdMap>,
+        gid: Vec<IdMap>,
+    },
+}
+
+/// One line of /proc/PID/uid_map: ids `inside..inside+count` are
+/// `outside..outside+count` on the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMap {
+    pub inside: u32,
+    pub outside: u32,
+    pub count: u32,
+}
+
+/// `0:100000:65536`, several separated by commas.
+pub fn parse_id_maps(text: &str) -> Result<Vec<IdMap>, String> {
+    let bad = || {
+        format!("invalid id map {text:?}: expected inside:outside:count, such as 0:100000:65536")
+    };
+    let mut maps = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let fields: Vec<u32> = part
+            .split(':')
+            .map(|f| f.trim().parse().map_err(|_| bad()))
+            .collect::<Result<_, _>>()?;
+        let [inside, outside, count] = fields[..] else {
+            return Err(bad());
+        };
+        if count == 0 || inside.checked_add(count).is_none() || outside.checked_add(count).is_none()
+        {
+            return Err(bad());
+        }
+        maps.push(IdMap {
+            inside,
+            outside,
+            count,
+        });
+    }
+    if !maps.iter().any(|m| m.inside == 0) {
+        return Err(format!(
+            "id map {text:?} must map id 0 (the container's root)"
+        ));
+    }
+    Ok(maps)
 }
 
 impl Default for SecurityConfig {
@@ -43,6 +95,7 @@ impl Default for SecurityConfig {
             ambient: false,
             no_new_privileges: true,
             seccomp: Seccomp::Default { allow: Vec::new() },
+            user_namespace: None,
         }
     }
 }
@@ -134,7 +187,18 @@ pub fn security(raw: RawSecurity) -> Result<SecurityConfig, (String, String)> {
             ))
         }
     };
+    let user_namespace = match raw.user_namespace {
+        None => None,
+        Some(super::schema::RawUserNamespace::Auto(_)) => Some(UserNamespace::Auto),
+        Some(super::schema::RawUserNamespace::Maps(maps)) => Some(UserNamespace::Maps {
+            uid: parse_id_maps(&maps.uid_map)
+                .map_err(|m| ("security.user_namespace.uid_map".to_string(), m))?,
+            gid: parse_id_maps(&maps.gid_map)
+                .map_err(|m| ("security.user_namespace.gid_map".to_string(), m))?,
+        }),
+    };
     Ok(SecurityConfig {
+        user_namespace,
         capabilities: set.into_iter().collect(),
         ambient: raw_caps.ambient.unwrap_or(false),
         no_new_privileges: raw.no_new_privileges.unwrap_or(true),

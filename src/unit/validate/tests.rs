@@ -115,8 +115,8 @@ fn errors_name_file_line_column_and_field() {
             format!("{f}:2:9: rootfs: path \"relative/dir\" must be absolute"),
         ),
         (
-            "exec: [/x]\nrootfs: /r\nsecurity:\n  user_namespace: auto\n",
-            format!("{f}:4:19: security.user_namespace: this key is part of the unit schema but not supported yet by this version of supd"),
+            "exec: [/x]\nrootfs: /r\nnotify:\n  true\n",
+            format!("{f}:4:3: notify: this key is part of the unit schema but not supported yet by this version of supd"),
         ),
         (
             "exec: [/x]\nrootfs: /r\nnetwork:\n  mode: bridged\n",
@@ -258,6 +258,38 @@ fn only_namespaced_sysctls_are_accepted() {
         ("sysctls:\n  kernel.pid_max: 100\n", format!("{f}:4:3: sysctls.kernel.pid_max: kernel.pid_max is not namespaced: it would change the host (allowed: net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*, kernel.domainname)")),
         ("sysctls:\n  net.core.somaxconn: 1024\n", format!("{f}:4:3: sysctls.net.core.somaxconn: net.core.somaxconn needs a network namespace of its own: with network mode host it would change the host")),
         ("sysctls:\n  kernel.hostname: x\n", format!("{f}:4:3: sysctls.kernel.hostname: use the unit's `hostname` key instead")),
+    ];
+    for (extra, want) in cases {
+        assert_eq!(unit(extra).expect_err(extra).to_string(), want, "{extra}");
+    }
+}
+
+#[test]
+fn security_keys() {
+    let unit = |extra: &str| parse(&format!("rootfs: /r\nexec: [/x]\n{extra}"));
+    let defaults = unit("").unwrap().security;
+    assert_eq!(defaults.capabilities.len(), 14);
+    assert!(defaults.no_new_privileges);
+    let custom = unit("security:\n  capabilities: { drop: [all], add: [net_admin, CAP_KILL] }\n  no_new_privileges: false\n  seccomp: unconfined\n  user_namespace: { uid_map: \"0:100000:65536\", gid_map: \"0:100000:65536\" }\n").unwrap().security;
+    assert_eq!(custom.capabilities, ["CAP_KILL", "CAP_NET_ADMIN"]);
+    assert!(!custom.no_new_privileges);
+    assert_eq!(custom.seccomp, crate::unit::security::Seccomp::Unconfined);
+    assert!(custom.user_namespace.is_some());
+    let perf = unit("security: { seccomp_allow: [perf_event_open] }\n")
+        .unwrap()
+        .security;
+    assert_eq!(
+        perf.seccomp,
+        crate::unit::security::Seccomp::Default {
+            allow: vec!["perf_event_open".into()]
+        }
+    );
+    let f = "/etc/supd/units/web.yaml";
+    let cases = [
+        ("security: { capabilities: { add: [FLY] } }\n", format!("{f}:3:29: security.capabilities.add: unknown capability \"FLY\"")),
+        ("security: { seccomp: strict }\n", format!("{f}:3:13: security.seccomp: \"strict\": expected default, unconfined or an absolute path to a profile")),
+        ("security: { seccomp_allow: [mount] }\n", format!("{f}:3:13: security.seccomp_allow: \"mount\" cannot be allowed: choose from perf_event_open, ptrace, process_vm_readv, process_vm_writev, userfaultfd, syslog")),
+        ("security: { user_namespace: { uid_map: \"1:100000:10\", gid_map: \"0:1:1\" } }\n", format!("{f}:3:31: security.user_namespace.uid_map: id map \"1:100000:10\" must map id 0 (the container's root)")),
     ];
     for (extra, want) in cases {
         assert_eq!(unit(extra).expect_err(extra).to_string(), want, "{extra}");
