@@ -78,6 +78,9 @@ for module in $modules; do
   esac
 done
 printf '%s\n' "${tests[@]}" > "$root/etc/supd-tests"
+# What every Debian host has, and the tests use (nobody, nogroup).
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$root/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
 cat > "$root/init" <<'INIT'
 #!/bin/busybox sh
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin

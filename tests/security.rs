@@ -235,23 +235,36 @@ fn a_read_group_may_look_but_not_touch() {
 fn devices_outside_the_allowlist_cannot_be_opened() {
     let d = Daemon::start();
     let script = "mknod /tmp/loop0 b 7 0 && echo made; head -c 1 /tmp/loop0 > /dev/null 2>&1 && echo opened || echo refused; \
-                  head -c 4 /dev/urandom | wc -c; echo done; exec sleep 1000";
+                  mknod /tmp/fifo p && echo fifo-made; head -c 4 /dev/urandom | wc -c; echo done; exec sleep 1000";
     d.write_unit("dev", &sh_unit(&d, script, "volatile: overlay\n"));
     let log = d.wait_log("dev", "done");
     assert!(log.contains("\n4\n"), "allowed devices still work: {log}");
+    assert!(log.contains("fifo-made"), "FIFOs are not devices: {log}");
+    // The default seccomp profile (and on v1 the devices cgroup too) refuse
+    // the node, so nothing can be opened.
+    assert!(
+        log.contains("mknod: /tmp/loop0: Operation not permitted"),
+        "{log}"
+    );
+    assert!(log.contains("refused"), "{log}");
+    let free_script = "mknod /tmp/loop0 b 7 0 && echo made; head -c 1 /tmp/loop0 >/dev/null 2>&1 && echo opened || echo refused; echo done; exec sleep 1000";
+    d.write_unit(
+        "devfree",
+        &sh_unit(
+            &d,
+            free_script,
+            "volatile: overlay\nsecurity: { seccomp: unconfined }\n",
+        ),
+    );
+    let free = d.wait_log("devfree", "done");
     if is_cgroup_v2() {
-        assert!(
-            log.contains("made"),
-            "CAP_MKNOD is a default capability: {log}"
-        );
-        eprintln!("cgroup v2: no devices file (BPF device programs are not attached yet): {log}");
+        assert!(free.contains("made"), "no devices file on v2: {free}");
     } else {
-        // The devices cgroup refuses the mknod itself ('m'), and any open.
+        // Without seccomp, the v1 devices cgroup still refuses.
         assert!(
-            log.contains("mknod: /tmp/loop0: Operation not permitted"),
-            "{log}"
+            free.contains("Operation not permitted") && free.contains("refused"),
+            "{free}"
         );
-        assert!(log.contains("refused"), "{log}");
         let list = fs::read_to_string(cgroup_file(&d, "dev", "devices", "devices.list")).unwrap();
         assert!(
             list.contains("c 1:3 rwm") && !list.contains("a *:*"),

@@ -382,6 +382,12 @@ pub fn mount_cgroupfs(root: &Path) -> Result<(), SetupError> {
         return Ok(());
     }
     let target = root.join("sys/fs/cgroup");
+    // With a user namespace and host networking /sys is the host's, bound
+    // with its submounts: a cgroupfs is already there, and the container's
+    // root, not being host root, cannot write to it.
+    if target.join("cgroup.controllers").exists() {
+        return Ok(());
+    }
     mount_step(
         "cgroupfs",
         Some(Path::new("cgroup2")),

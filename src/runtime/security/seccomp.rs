@@ -122,6 +122,25 @@ fn default_programs(allow: &[String]) -> Result<Vec<BpfProgram>, String> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(error)?;
     rules.insert(libc::SYS_clone, namespace_rules);
+    // Device nodes: cgroup v2 has no devices file, so without this a
+    // container with CAP_MKNOD could make a node for a host disk and open
+    // it. FIFOs and sockets stay allowed.
+    for (syscall, mode_arg) in [(libc::SYS_mknod, 1), (libc::SYS_mknodat, 2)] {
+        let device_rules = [libc::S_IFBLK, libc::S_IFCHR]
+            .iter()
+            .map(|kind| {
+                let condition = SeccompCondition::new(
+                    mode_arg,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::MaskedEq(u64::from(libc::S_IFMT)),
+                    u64::from(*kind),
+                );
+                condition.and_then(|c| SeccompRule::new(vec![c]))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(error)?;
+        rules.insert(syscall, device_rules);
+    }
     let eperm = compile(rules, SeccompAction::Errno(libc::EPERM as u32))?;
     // clone3 passes its flags in memory, out of a filter's reach: answer
     // ENOSYS so that the C library falls back to clone, which is checked.
