@@ -5,10 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_root
-ensure_packages busybox-static util-linux
+ensure_packages busybox-static util-linux groff-base
 ensure_rust
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+echo "== man pages render without warnings"
+for page in man/*.[0-9]; do
+  warnings=$(groff -man -Tutf8 -ww "$page" 2>&1 >/dev/null)
+  [ -z "$warnings" ] || { echo "$page: $warnings" >&2; exit 1; }
+done
 echo "== cargo clippy"
 cargo clippy --quiet --all-targets -- -D warnings
 echo "== cargo test (unit and root integration tests)"
