@@ -113,9 +113,9 @@ report "SUPD-VM kernel $(uname -r), cgroup: $(cat /sys/fs/cgroup/cgroup.controll
 status=0
 for test in $(cat /etc/supd-tests); do
   name=$(basename "$test")
-  "$test" --test-threads=2 > /tmp/out 2>&1
-  rc=$?
-  cat /tmp/out
+  # Streamed, so that a test that hangs shows where.
+  { "$test" --test-threads=2 2>&1; echo $? > /tmp/rc; } | tee /tmp/out
+  rc=$(cat /tmp/rc)
   grep -E '^test result:' /tmp/out | while read -r line; do report "SUPD-VM $name: $line"; done
   report "SUPD-VM $name exit=$rc"
   [ $rc -eq 0 ] || status=1

@@ -150,14 +150,20 @@ fn logs_follow_prints_new_output() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    assert_eq!(line, "first\n");
+    // Lines arrive through a thread, so a missing one fails the test
+    // instead of blocking it.
+    let stdout = child.stdout.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if lines.send(line.unwrap_or_default()).is_err() {
+                return;
+            }
+        }
+    });
+    assert_eq!(received.recv_timeout(WAIT).unwrap(), "first");
     fs::write(data.join("go"), "").unwrap();
-    line.clear();
-    reader.read_line(&mut line).unwrap();
-    assert_eq!(line, "second\n");
+    assert_eq!(received.recv_timeout(WAIT).unwrap(), "second");
     child.kill().unwrap();
     child.wait().unwrap();
     d.stop();

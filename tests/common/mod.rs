@@ -160,12 +160,25 @@ impl Daemon {
         fs::write(self.units.join(format!("{name}.yaml")), text).unwrap();
     }
 
+    /// Runs supctl; one that has not answered within twice WAIT is killed
+    /// and the test fails with the daemon's log, rather than hanging.
     pub fn supctl(&self, args: &[&str]) -> Output {
-        Command::new(SUPCTL)
+        let mut child = Command::new(SUPCTL)
             .env("SUPD_SOCKET", &self.socket)
             .args(args)
-            .output()
-            .expect("run supctl")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run supctl");
+        let deadline = Instant::now() + 2 * WAIT;
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("supctl {args:?} did not answer\n{}", self.daemon_log());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.wait_with_output().unwrap()
     }
 
     /// `supctl status --json NAME` as a JSON object.

@@ -11,11 +11,14 @@ use std::path::{Path, PathBuf};
 pub fn print(files: &[PathBuf], last: Option<usize>, follow: bool) -> anyhow::Result<()> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
+    // Where the current file ended when it was printed: following goes on
+    // from exactly there, so nothing written in between is lost.
+    let mut printed_to = 0;
     match last {
         None => {
             for file in files {
                 if let Ok(mut f) = File::open(file) {
-                    io::copy(&mut f, &mut out)?;
+                    printed_to = io::copy(&mut f, &mut out)?;
                 }
             }
         }
@@ -23,12 +26,20 @@ pub fn print(files: &[PathBuf], last: Option<usize>, follow: bool) -> anyhow::Re
             let mut tail: VecDeque<String> = VecDeque::with_capacity(count + 1);
             for file in files {
                 let Ok(f) = File::open(file) else { continue };
-                for line in BufReader::new(f).split(b'\n') {
-                    tail.push_back(String::from_utf8_lossy(&line?).into_owned());
+                let mut reader = BufReader::new(f);
+                let mut consumed = 0;
+                for line in (&mut reader).split(b'\n') {
+                    let line = line?;
+                    consumed += line.len() as u64 + 1;
+                    tail.push_back(String::from_utf8_lossy(&line).into_owned());
                     if tail.len() > count {
                         tail.pop_front();
                     }
                 }
+                printed_to = reader
+                    .get_ref()
+                    .metadata()
+                    .map_or(consumed, |m| m.len().min(consumed));
             }
             for line in tail {
                 writeln!(out, "{line}")?;
@@ -38,13 +49,13 @@ pub fn print(files: &[PathBuf], last: Option<usize>, follow: bool) -> anyhow::Re
     out.flush()?;
     if follow {
         if let Some(current) = files.last() {
-            follow_file(current)?;
+            follow_file(current, printed_to)?;
         }
     }
     Ok(())
 }
 
-fn follow_file(path: &Path) -> anyhow::Result<()> {
+fn follow_file(path: &Path, from: u64) -> anyhow::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     let name = path.file_name().context("log path without a file name")?;
     let mut inotify = Inotify::init().context("inotify")?;
@@ -57,7 +68,10 @@ fn follow_file(path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("watch {}", dir.display()))?;
     let mut file = File::open(path).ok();
     if let Some(f) = file.as_mut() {
-        f.seek(SeekFrom::End(0))?;
+        // Rotated meanwhile (shorter than what was printed): from the start.
+        let start = if f.metadata()?.len() >= from { from } else { 0 };
+        f.seek(SeekFrom::Start(start))?;
+        copy_new(f)?;
     }
     let mut buffer = [0u8; 4096];
     loop {
