@@ -13,13 +13,14 @@ fn pid1_is_the_builtin_init_and_hostname_env_are_set() {
         "box",
         &sh_unit(
             &d,
-            "echo cmdline=$(tr '\\0' ' ' < /proc/1/cmdline); echo host=$(hostname); echo self=$$; echo env=$container/$HOSTNAME/$TZ; ls /dev; exec sleep 1000",
+            "echo cmdline=$(tr '\\0' ' ' < /proc/1/cmdline); echo host=$(hostname); echo self=$$; echo env=$container/$HOSTNAME/$TZ; ls /dev; echo listed; exec sleep 1000",
             "",
         )
         .replace("env: {", "env: { TZ: UTC,"),
     );
     d.supctl(&["reload"]);
-    let log = d.wait_log("box", "env=");
+    // Wait for the line after the listing: the log may be read mid-way.
+    let log = d.wait_log("box", "listed\n");
     assert!(log.contains("cmdline=supd __init-stage"), "{log}");
     assert!(log.contains("host=box\n"), "{log}");
     assert!(
