@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_root
-ensure_packages busybox-static util-linux groff-base
+ensure_packages busybox-static util-linux groff-base gcc libc6-dev
 ensure_rust
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -65,6 +65,7 @@ for file in "$PWD/target/$target/debug/supd" "$PWD/target/$target/debug/supctl" 
   cp "$file" "$root$file"
 done
 mkdir -p "$root$PWD/target/tmp"
+gcc -static -O2 -o "$root$PWD/target/tmp/sd-notify" tests/helpers/sd-notify.c
 # Modules the tests need, in dependency order; the kernel has no modules.dep
 # here, so the guest insmods them one by one.
 modules="fs/overlayfs/overlay net/802/stp net/llc/llc net/bridge/bridge drivers/net/veth drivers/net/dummy drivers/net/macvlan drivers/net/ipvlan/ipvlan"

@@ -1,5 +1,6 @@
 //! supd: a declarative supervisor for long-lived Linux containers.
 
+pub mod cli;
 pub mod control;
 pub mod init;
 pub mod plan;

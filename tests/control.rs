@@ -229,7 +229,7 @@ fn validate_works_offline() {
     let good = dir.join("good.yaml");
     let bad = dir.join("bad.yaml");
     fs::write(&good, "rootfs: /srv\nexec: [/bin/true]\n").unwrap();
-    fs::write(&bad, "rootfs: /srv\nexec: [/bin/true]\nnotify:\n  true\n").unwrap();
+    fs::write(&bad, "rootfs: /srv\nexec: [/bin/true]\nnotify:\n  maybe\n").unwrap();
     let run = |files: &[&std::path::Path]| {
         std::process::Command::new(SUPCTL)
             .arg("validate")
@@ -247,7 +247,10 @@ fn validate_works_offline() {
     assert_eq!(mixed.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&mixed.stderr),
-        format!("{}:4:3: notify: this key is part of the unit schema but not supported yet by this version of supd\n", bad.display())
+        format!(
+            "{}:4:3: notify: invalid type: string \"maybe\", expected a boolean\n",
+            bad.display()
+        )
     );
     let badname = dir.join("Bad Name.yaml");
     fs::write(&badname, "").unwrap();

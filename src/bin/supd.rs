@@ -3,50 +3,10 @@
 use anyhow::Context;
 use clap::Parser;
 use std::path::PathBuf;
+use supd::cli::supd::Cli;
 use supd::control::access::{group_id, AccessPolicy};
 use supd::runtime::{Dirs, INIT_STAGE_ARG};
 use supd::supervisor::{Options, Supervisor};
-
-/// A declarative supervisor for long-lived Linux containers.
-///
-/// supd reads YAML unit files from the unit directories (highest precedence
-/// first), keeps one container running per enabled unit, restarts what fails
-/// with back-off, and answers supctl on the control socket. SIGTERM or SIGINT
-/// stops every container and exits; SIGHUP re-reads the unit directories.
-#[derive(Parser, Debug)]
-#[command(name = "supd", version)]
-struct Cli {
-    /// A unit directory; repeat for several, highest precedence first.
-    /// [default: /etc/supd/units, /run/supd/units, /usr/lib/supd/units]
-    #[arg(long = "units-dir", value_name = "DIR")]
-    units_dirs: Vec<PathBuf>,
-    /// Persistent per-container data (overlay upper dirs).
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/supd")]
-    state_dir: PathBuf,
-    /// Volatile runtime data (container staging directories).
-    #[arg(long, value_name = "DIR", default_value = "/run/supd")]
-    runtime_dir: PathBuf,
-    /// Container output logs, NAME.log rotated by size.
-    #[arg(long, value_name = "DIR", default_value = "/var/log/supd")]
-    log_dir: PathBuf,
-    /// The control socket.
-    #[arg(long, value_name = "PATH", default_value = "/run/supd/supd.sock")]
-    socket: PathBuf,
-    /// Where cgroupfs is mounted.
-    #[arg(long, value_name = "DIR", default_value = "/sys/fs/cgroup")]
-    cgroup_root: PathBuf,
-    /// supd's cgroup, under which every container gets its own: ROOT/NAME on
-    /// cgroup v2, ROOT/CONTROLLER/NAME in each v1 hierarchy.
-    #[arg(long, value_name = "NAME", default_value = "supd")]
-    cgroup_parent: String,
-    /// Members of this group may use every supctl command (root always may);
-    /// ignored if the group does not exist.
-    #[arg(long, value_name = "GROUP", default_value = "supd")]
-    socket_group: String,
-    /// Members of this group may use status, show and logs only.
-    #[arg(long, value_name = "GROUP")]
-    read_group: Option<String>,
-}
 
 fn main() -> anyhow::Result<()> {
     // The container init stage re-executes this binary; it must not pay for

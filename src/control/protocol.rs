@@ -49,6 +49,8 @@ pub enum Command {
     Logs { name: String },
     /// The effective unit (after drop-ins) and the files it came from.
     Show { name: String },
+    /// What `supctl exec` needs to enter a running container.
+    Exec { name: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -82,6 +84,15 @@ pub enum Body {
         masked: bool,
         /// The current validation error, if the files are invalid now.
         error: Option<String>,
+    },
+    /// A running container, for `supctl exec`.
+    Exec {
+        /// The host PID of the container's PID 1.
+        pid: i32,
+        /// The configuration it runs with.
+        unit: Box<crate::unit::Unit>,
+        /// Its cgroup directories, to join.
+        cgroups: Vec<PathBuf>,
     },
     Error {
         message: String,
@@ -127,6 +138,9 @@ pub struct UnitStatus {
     /// The container's IPv4 addresses (bridge, macvlan, ipvlan modes).
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// The workload's last STATUS= (units with `notify: true`).
+    #[serde(default)]
+    pub status_text: Option<String>,
     pub error: Option<String>,
 }
 

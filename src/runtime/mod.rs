@@ -4,6 +4,7 @@
 //! namespaces.
 
 pub mod cgroup;
+pub mod enter;
 pub mod net;
 pub mod rootfs;
 pub mod security;

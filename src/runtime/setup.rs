@@ -83,14 +83,14 @@ pub fn run_init_stage() -> ! {
         Err(error) => fail(&mut report, &error, EXIT_SETUP_FAILED),
     };
     if !spec.unit.init {
-        let error = exec_workload(&spec.unit, &credentials);
+        let error = exec_workload(&spec.unit, &spec.unit.exec, &credentials);
         fail(&mut report, &error, EXIT_EXEC_FAILED);
     }
     // SAFETY: this process is single-threaded (the init stage never starts
     // threads), so the child may run arbitrary code after fork.
     match unsafe { nix::unistd::fork() } {
         Ok(ForkResult::Child) => {
-            let error = exec_workload(&spec.unit, &credentials);
+            let error = exec_workload(&spec.unit, &spec.unit.exec, &credentials);
             fail(&mut report, &error, EXIT_EXEC_FAILED);
         }
         Ok(ForkResult::Parent { child }) => {
@@ -132,10 +132,38 @@ struct Prepared {
     seccomp: Vec<seccompiler::BpfProgram>,
 }
 
+/// The unit's seccomp filter; a profile file is read from the host, so this
+/// runs before the root changes.
+pub fn compile_seccomp(unit: &Unit) -> Result<Vec<seccompiler::BpfProgram>, SetupError> {
+    security::seccomp::programs(&unit.security.seccomp)
+        .map_err(|e| SetupError::message("seccomp", None::<&Path>, e))
+}
+
+/// Runs `argv` as the unit's workload would run: its user and groups,
+/// capabilities, no_new_privs, seccomp, directory and environment. For
+/// `supctl exec`, inside the container's namespaces and root. Returns only
+/// on failure.
+pub fn exec_in_container(
+    unit: &Unit,
+    argv: &[String],
+    seccomp: Vec<seccompiler::BpfProgram>,
+) -> SetupError {
+    match user::resolve(unit.user.as_ref()) {
+        Ok(credentials) => exec_workload(
+            unit,
+            argv,
+            &Prepared {
+                credentials,
+                seccomp,
+            },
+        ),
+        Err(error) => error,
+    }
+}
+
 fn prepare(spec: &Spec) -> Result<Prepared, SetupError> {
     let unit = &spec.unit;
-    let seccomp = security::seccomp::programs(&unit.security.seccomp)
-        .map_err(|e| SetupError::message("seccomp", None::<&Path>, e))?;
+    let seccomp = compile_seccomp(unit)?;
     // supd placed this process in the container's cgroup before it ran: a
     // cgroup namespace now makes that cgroup the container's root.
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
@@ -192,7 +220,7 @@ fn write_sysctls(sysctls: &std::collections::BTreeMap<String, String>) -> Result
 
 /// Switches to the workload's user and directory and executes it; returns
 /// only on failure.
-fn exec_workload(unit: &Unit, prepared: &Prepared) -> SetupError {
+fn exec_workload(unit: &Unit, argv: &[String], prepared: &Prepared) -> SetupError {
     let credentials = &prepared.credentials;
     let user_step = |e: nix::Error| SetupError::new("user", None::<&Path>, e.into());
     let groups: Vec<Gid> = credentials
@@ -220,12 +248,15 @@ fn exec_workload(unit: &Unit, prepared: &Prepared) -> SetupError {
         return SetupError::new("workdir", Some(&unit.workdir), e.into());
     }
     let env = environment(unit, credentials);
-    let program = match find_program(&unit.exec[0], &env) {
+    let Some(name) = argv.first() else {
+        return SetupError::message("exec", None::<&Path>, "empty command");
+    };
+    let program = match find_program(name, &env) {
         Ok(path) => path,
         Err(error) => return error,
     };
     let to_c = |s: &[u8]| CString::new(s).map_err(|_| ());
-    let argv: Result<Vec<CString>, ()> = unit.exec.iter().map(|a| to_c(a.as_bytes())).collect();
+    let argv: Result<Vec<CString>, ()> = argv.iter().map(|a| to_c(a.as_bytes())).collect();
     let envp: Result<Vec<CString>, ()> = env
         .iter()
         .map(|(k, v)| to_c(format!("{k}={v}").as_bytes()))

@@ -17,6 +17,8 @@ use std::time::{Duration, SystemTime};
 pub enum State {
     Starting,
     Running,
+    /// A `notify` unit whose workload sent READY=1.
+    Ready,
     Stopping,
     Stopped,
     Backoff,
@@ -30,6 +32,7 @@ impl State {
         match self {
             State::Starting => "starting",
             State::Running => "running",
+            State::Ready => "ready",
             State::Stopping => "stopping",
             State::Stopped => "stopped",
             State::Backoff => "backoff",
@@ -52,6 +55,8 @@ pub struct Run {
     pub stop_requested: bool,
     pub cgroup: Cgroup,
     pub network: Option<NetPlan>,
+    /// The unit's NOTIFY_SOCKET (host side), with `notify: true`.
+    pub notify: Option<(std::os::unix::net::UnixDatagram, u64)>,
 }
 
 /// What to do once the current run has ended.
@@ -71,8 +76,9 @@ pub enum TimerKind {
     Restart,
     /// The stop timeout passed: SIGKILL the container.
     Kill,
-    /// Setup did not finish in time (a hung mount, say): kill and fail it.
-    SetupTimeout,
+    /// Setup (or, with `notify`, READY=1) did not come within
+    /// start_timeout: kill and fail it.
+    StartTimeout,
 }
 
 pub struct Entry {
@@ -104,6 +110,8 @@ pub struct Entry {
     pub run_error: Option<String>,
     pub output: Option<(File, u64)>,
     pub log: LogSink,
+    /// The workload's last STATUS= message (`notify` units).
+    pub status_text: Option<String>,
 }
 
 impl Entry {
@@ -130,6 +138,7 @@ impl Entry {
             run_error: None,
             output: None,
             log: LogSink::new(log_path, Default::default()),
+            status_text: None,
         }
     }
 
@@ -155,6 +164,17 @@ impl Entry {
         self.config_error = None;
         if matches!(self.state, State::Invalid | State::Masked) {
             self.set_state(State::Stopped);
+        }
+    }
+
+    /// Up as dependents and `start --wait` see it: running, and ready if
+    /// the unit promised to say so.
+    pub fn is_up(&self) -> bool {
+        let notify = self.unit.as_ref().is_some_and(|u| u.notify);
+        match self.state {
+            State::Ready => true,
+            State::Running => !notify,
+            _ => false,
         }
     }
 
@@ -222,6 +242,7 @@ impl Entry {
                 .map(|a| a.to_string())
                 .into_iter()
                 .collect(),
+            status_text: self.status_text.clone(),
             error: self.config_error.clone().or_else(|| self.run_error.clone()),
         }
     }

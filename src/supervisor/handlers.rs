@@ -5,6 +5,7 @@ use super::entry::{AfterStop, State};
 use super::logs::rotated_files;
 use super::{Goal, Supervisor, Waiter};
 use crate::control::protocol::{Body, Command, Response, UnitFailure};
+use std::path::Path;
 
 impl Supervisor {
     pub(super) fn handle(&mut self, token: u64, command: Command) -> Option<Response> {
@@ -15,11 +16,12 @@ impl Supervisor {
             Command::Restart { names, wait } => self.restart_request(token, names, wait),
             Command::ResetFailed { names } => Some(self.reset_failed(names)),
             Command::Reload => {
-                self.reload();
+                self.explicit_reload();
                 Some(done("reloaded unit directories"))
             }
             Command::Logs { name } => Some(self.logs(&name)),
             Command::Show { name } => Some(self.show(&name)),
+            Command::Exec { name } => Some(self.exec(&name)),
         }
     }
 
@@ -46,14 +48,40 @@ impl Supervisor {
         })
     }
 
+    fn exec(&self, name: &str) -> Response {
+        let Some(entry) = self.entries.get(name) else {
+            return Response::error(format!("unknown unit: {name}"));
+        };
+        let (Some(run), Some(unit)) = (&entry.run, &entry.unit) else {
+            return Response::error(format!("{name} is not running"));
+        };
+        if !matches!(entry.state, State::Running | State::Ready) {
+            return Response::error(format!("{name} is {}", entry.state.as_str()));
+        }
+        Response::new(Body::Exec {
+            pid: run.pid.as_raw(),
+            unit: Box::new(unit.clone()),
+            cgroups: run.cgroup.dirs().map(Path::to_path_buf).collect(),
+        })
+    }
+
     fn status(&mut self, names: &[String]) -> Response {
         let now = super::monotonic_now();
-        let units = self
+        let mut units: Vec<_> = self
             .entries
             .values_mut()
             .filter(|e| names.is_empty() || names.contains(&e.name))
             .map(|e| e.status_now(now))
             .collect();
+        // What a waiting unit waits for changes with its dependencies' states.
+        for unit in &mut units {
+            let Some(entry) = self.entries.get(&unit.name).filter(|e| e.waiting) else {
+                continue;
+            };
+            if let Some(deps) = entry.unit.as_ref().map(|u| &u.depends_on) {
+                unit.error = self.unmet_dependencies(deps).or(unit.error.take());
+            }
+        }
         Response::new(Body::Status { units })
     }
 
@@ -212,7 +240,9 @@ impl Supervisor {
         match goal {
             Goal::Stopped => entry.run.is_none() && entry.state != State::Backoff,
             Goal::Running => {
-                entry.waiting || !matches!(entry.state, State::Starting | State::Stopping)
+                let unready = entry.state == State::Running && !entry.is_up();
+                entry.waiting
+                    || !(unready || matches!(entry.state, State::Starting | State::Stopping))
             }
         }
     }
@@ -227,7 +257,7 @@ impl Supervisor {
                     Goal::Stopped => true,
                     Goal::Running => {
                         !entry.waiting
-                            && (entry.state == State::Running
+                            && (entry.is_up()
                                 || (entry.state == State::Stopped && entry.run_error.is_none()))
                     }
                 };

@@ -13,10 +13,6 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd};
 
-/// How long the init stage may take to build the container and execute the
-/// workload before supd gives up on it.
-const SETUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// How much of a container's output one wake-up copies, so that one chatty
 /// container cannot starve the others.
 const OUTPUT_CHUNK: usize = 64 * 1024;
@@ -28,7 +24,7 @@ fn set_nonblocking(file: &File) {
     );
 }
 
-fn send_signal(run: &Run, signal: i32) -> io::Result<()> {
+pub(super) fn send_signal(run: &Run, signal: i32) -> io::Result<()> {
     // SAFETY: pidfd_send_signal on a pidfd we own, no siginfo.
     let ret = unsafe {
         libc::syscall(
@@ -127,6 +123,18 @@ impl Supervisor {
                 "no free id range left",
             ));
         }
+        let notify = match unit.notify.then(|| self.open_notify(name)).transpose() {
+            Ok(notify) => notify,
+            Err(e) => {
+                self.remove_cgroup(cgroup);
+                return Err(e);
+            }
+        };
+        let container_unit = match &notify {
+            Some((_, _, dir)) => super::readiness::with_notify_socket(unit, dir),
+            None => unit.clone(),
+        };
+        let notify = notify.map(|(socket, token, _)| (socket, token));
         let mut host_side = HostSide::default();
         let place = |pid| {
             cgroup.add_process(pid).map_err(|e| e.to_string())?;
@@ -140,7 +148,7 @@ impl Supervisor {
             Ok(())
         };
         let spawned = runtime::spawn(
-            unit,
+            &container_unit,
             network.clone(),
             id_maps.as_ref(),
             &self.options.dirs,
@@ -154,6 +162,7 @@ impl Supervisor {
             Ok(spawned) => spawned,
             Err(e) => {
                 self.remove_cgroup(cgroup);
+                self.close_notify(name, notify);
                 return Err(SetupError::message("spawn", None::<&str>, e.to_string()));
             }
         };
@@ -174,10 +183,12 @@ impl Supervisor {
             stop_requested: false,
             cgroup,
             network,
+            notify,
         });
         entry.cpu_sample = None;
+        entry.status_text = None;
         entry.output = output_token.map(|t| (spawned.output, t));
-        entry.timer = Some((now + SETUP_TIMEOUT, TimerKind::SetupTimeout));
+        entry.timer = Some((now + unit.start_timeout, TimerKind::StartTimeout));
         entry.set_state(State::Starting);
         log::info!("{name}: started container, init pid {}", spawned.pid);
         Ok(())
@@ -241,20 +252,21 @@ impl Supervisor {
     }
 
     /// Why the unit cannot start yet, if a dependency is not running.
-    fn unmet_dependencies(&self, depends_on: &[String]) -> Option<String> {
+    pub(super) fn unmet_dependencies(&self, depends_on: &[String]) -> Option<String> {
         let unmet: Vec<String> = depends_on
             .iter()
             .filter_map(|dep| match self.entries.get(dep) {
                 None => Some(format!("{dep} (no such unit)")),
-                Some(e) if e.state == State::Running => None,
+                Some(e) if e.is_up() => None,
+                Some(e) if e.state == State::Running => Some(format!("{dep} (not ready yet)")),
                 Some(e) => Some(format!("{dep} ({})", e.state.as_str())),
             })
             .collect();
         (!unmet.is_empty()).then(|| format!("waiting for dependencies: {}", unmet.join(", ")))
     }
 
-    /// A unit reached running: start the units that waited for it.
-    fn start_waiting_dependents(&mut self, name: &str) {
+    /// A unit came up: start the units that waited for it.
+    pub(super) fn start_waiting_dependents(&mut self, name: &str) {
         let dependents: Vec<String> = self
             .entries
             .values()
@@ -321,21 +333,6 @@ impl Supervisor {
         }
     }
 
-    pub(super) fn setup_timed_out(&mut self, name: &str) {
-        let Some(run) = self.entries.get_mut(name).and_then(|e| e.run.as_mut()) else {
-            return;
-        };
-        log::error!("{name}: container setup did not finish within {SETUP_TIMEOUT:?}, killing it");
-        run.setup_error = Some(SetupError::message(
-            "setup",
-            None::<&str>,
-            format!("did not finish within {}s", SETUP_TIMEOUT.as_secs()),
-        ));
-        if let Err(e) = send_signal(run, libc::SIGKILL) {
-            log::warn!("{name}: cannot kill: {e}");
-        }
-    }
-
     /// The only place supd calls waitpid.
     pub(super) fn reap_children(&mut self) {
         loop {
@@ -387,6 +384,7 @@ impl Supervisor {
         if let Some((file, token)) = run.report.take() {
             self.unregister(file.as_fd(), token);
         }
+        self.close_notify(name, run.notify.take());
         let oom_kills = run.cgroup.stats().oom_kills.unwrap_or(0);
         self.remove_cgroup(run.cgroup.clone());
         if let Some(plan) = &run.network {
@@ -504,10 +502,13 @@ impl Supervisor {
             return;
         };
         if confirmed && entry.state == State::Starting {
-            entry.timer = None;
             entry.run_error = None;
             entry.set_state(State::Running);
-            self.start_waiting_dependents(name);
+            // A `notify` unit keeps its start timeout until READY=1.
+            if entry.is_up() {
+                entry.timer = None;
+                self.start_waiting_dependents(name);
+            }
         }
     }
 

@@ -103,6 +103,7 @@ mod tests {
             LoggingConfig {
                 max_size: 10,
                 max_files: 3,
+                ..Default::default()
             },
         );
         for chunk in ["0123456789", "abcdefghij", "KLMNO", "PQRSTUVWXYZ"] {

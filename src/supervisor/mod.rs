@@ -6,6 +6,8 @@ mod entry;
 mod handlers;
 mod lifecycle;
 pub mod logs;
+mod notify;
+mod readiness;
 mod reconcile;
 mod resources;
 pub mod restart;
@@ -80,6 +82,7 @@ enum Source {
     Client,
     Report(String),
     Output(String),
+    Notify(String),
 }
 
 /// A client waiting for units to settle after start/stop/restart.
@@ -122,6 +125,7 @@ pub struct Supervisor {
     id_ranges: crate::runtime::userns::IdRanges,
     /// Bridges supd created, removed again once no container uses them.
     bridges_created: std::collections::BTreeSet<String>,
+    notifier: notify::Notifier,
 }
 
 fn sys(what: &'static str) -> impl FnOnce(nix::Error) -> SupervisorError {
@@ -231,6 +235,7 @@ impl Supervisor {
             ipam: Ipam::load(&options.dirs.state),
             id_ranges: crate::runtime::userns::IdRanges::load(&options.dirs.state),
             bridges_created: Default::default(),
+            notifier: notify::Notifier::from_env(),
             options,
         })
     }
@@ -238,6 +243,8 @@ impl Supervisor {
     /// Runs until SIGTERM or SIGINT has stopped every container.
     pub fn run(mut self) -> Result<(), SupervisorError> {
         self.reload();
+        self.update_status();
+        self.notifier.ready();
         let mut events = vec![EpollEvent::empty(); 64];
         loop {
             self.settle_waiters();
@@ -258,6 +265,7 @@ impl Supervisor {
             for event in &events[..ready] {
                 self.dispatch(event.data(), event.events());
             }
+            self.update_status();
         }
         let _ = fs::remove_file(&self.options.socket);
         self.finish_removals();
@@ -286,6 +294,10 @@ impl Supervisor {
                     let name = name.clone();
                     self.on_output(&name);
                 }
+                Some(Source::Notify(name)) => {
+                    let name = name.clone();
+                    self.on_notify(&name);
+                }
                 None => {}
             },
         }
@@ -296,7 +308,7 @@ impl Supervisor {
             match Signal::try_from(info.ssi_signo as i32) {
                 Ok(Signal::SIGCHLD) => self.reap_children(),
                 Ok(Signal::SIGTERM | Signal::SIGINT) => self.shutdown(),
-                Ok(Signal::SIGHUP) => self.reload(),
+                Ok(Signal::SIGHUP) => self.explicit_reload(),
                 _ => {}
             }
         }
@@ -307,6 +319,7 @@ impl Supervisor {
     fn shutdown(&mut self) {
         if !self.shutting_down {
             log::info!("shutting down: stopping all containers");
+            self.notifier.stopping();
             self.shutting_down = true;
             self.reload_at = None;
         }
@@ -339,6 +352,7 @@ impl Supervisor {
             .filter_map(|e| e.timer.map(|(at, _)| at))
             .chain(self.reload_at)
             .chain(self.removal_at)
+            .chain(self.notifier.watchdog_at)
             .min();
         match next {
             Some(at) => self
@@ -359,6 +373,9 @@ impl Supervisor {
             self.reload_at = None;
             self.reload();
         }
+        if self.notifier.watchdog_at.is_some_and(|at| at <= now) {
+            self.notifier.watchdog();
+        }
         if self.removal_at.is_some_and(|at| at <= now) {
             self.removal_at = None;
             self.retry_removals();
@@ -378,7 +395,7 @@ impl Supervisor {
             match kind {
                 entry::TimerKind::Restart => self.start_unit(&name),
                 entry::TimerKind::Kill => self.kill_unit(&name),
-                entry::TimerKind::SetupTimeout => self.setup_timed_out(&name),
+                entry::TimerKind::StartTimeout => self.start_timed_out(&name),
             }
         }
     }

@@ -11,7 +11,8 @@ mod validate;
 
 pub use dropin::{parse_layers, Layer};
 pub use schema::{
-    IdOrName, IpvlanMode, MacvlanMode, MountKind, NetworkMode, RestartPolicy, UserSpec, Volatile,
+    IdOrName, IpvlanMode, LogDriver, MacvlanMode, MountKind, NetworkMode, RestartPolicy, UserSpec,
+    Volatile,
 };
 pub use validate::parse_unit;
 
@@ -38,6 +39,10 @@ pub struct Unit {
     pub user: Option<UserSpec>,
     pub hostname: String,
     pub init: bool,
+    /// The workload reports READY=1 over NOTIFY_SOCKET.
+    pub notify: bool,
+    /// Setup plus, with `notify`, readiness must finish within this.
+    pub start_timeout: std::time::Duration,
     /// Units that must run (or be ready) before this one starts, and that
     /// stop only after it.
     pub depends_on: Vec<String>,
@@ -138,6 +143,7 @@ pub struct Mount {
 pub struct LoggingConfig {
     pub max_size: u64,
     pub max_files: u32,
+    pub driver: LogDriver,
 }
 
 impl Default for LoggingConfig {
@@ -145,6 +151,7 @@ impl Default for LoggingConfig {
         LoggingConfig {
             max_size: 10 << 20,
             max_files: 3,
+            driver: LogDriver::Auto,
         }
     }
 }

@@ -30,7 +30,8 @@ pub struct RawUnit {
     pub logging: Option<RawLogging>,
     pub network: Option<RawNetwork>,
     pub depends_on: Option<Vec<UnitRef>>,
-    pub notify: Option<NotYet>,
+    pub notify: Option<bool>,
+    pub start_timeout: Option<Span>,
     pub resources: Option<RawResources>,
     pub sysctls: Option<std::collections::BTreeMap<String, Scalar>>,
     pub security: Option<RawSecurity>,
@@ -217,6 +218,7 @@ pub struct RawCapabilities {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLogging {
+    pub driver: Option<LogDriver>,
     pub max_size: Option<Size>,
     pub max_files: Option<u32>,
 }
@@ -328,51 +330,6 @@ pub enum IpvlanMode {
     #[default]
     L2,
     L3,
-}
-
-/// A key of schema version 1 that this build does not implement yet. It is an
-/// error rather than silently ignored, so nobody believes a limit is in force.
-#[derive(Debug)]
-pub struct NotYet;
-
-impl<'de> Deserialize<'de> for NotYet {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // Failing from inside the visitor keeps the value's own position.
-        struct Refuse;
-        const WHY: &str =
-            "this key is part of the unit schema but not supported yet by this version of supd";
-        impl<'de> serde::de::Visitor<'de> for Refuse {
-            type Value = NotYet;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(WHY)
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<NotYet, A::Error> {
-                Err(serde::de::Error::custom(WHY))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<NotYet, A::Error> {
-                Err(serde::de::Error::custom(WHY))
-            }
-            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<NotYet, E> {
-                Err(E::custom(WHY))
-            }
-            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<NotYet, E> {
-                Err(E::custom(WHY))
-            }
-            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<NotYet, E> {
-                Err(E::custom(WHY))
-            }
-            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<NotYet, E> {
-                Err(E::custom(WHY))
-            }
-            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<NotYet, E> {
-                Err(E::custom(WHY))
-            }
-            fn visit_unit<E: serde::de::Error>(self) -> Result<NotYet, E> {
-                Err(E::custom(WHY))
-            }
-        }
-        d.deserialize_any(Refuse)
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -661,4 +618,15 @@ impl From<UserSpec> for String {
             None => spec.user.to_string(),
         }
     }
+}
+
+/// Where a container's output goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogDriver {
+    /// The journal when supd itself logs to it (JOURNAL_STREAM), else files.
+    #[default]
+    Auto,
+    File,
+    Journal,
 }

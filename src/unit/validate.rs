@@ -117,6 +117,14 @@ impl Checker<'_> {
                 .map(|h| h.0)
                 .unwrap_or_else(|| default_hostname(name)),
             init: raw.init.unwrap_or(true),
+            notify: raw.notify.unwrap_or(false),
+            start_timeout: match raw.start_timeout {
+                Some(span) if span.0.is_zero() => {
+                    return Err(self.fail("start_timeout", "must be longer than 0s"))
+                }
+                Some(span) => span.0,
+                None => DEFAULT_START_TIMEOUT,
+            },
             depends_on: self.depends_on(name, raw.depends_on.unwrap_or_default())?,
             restart: self.restart(raw.restart.unwrap_or_default())?,
             stop: self.stop(raw.stop.unwrap_or_default()),
@@ -342,6 +350,7 @@ impl Checker<'_> {
         let config = LoggingConfig {
             max_size: raw.max_size.map_or(defaults.max_size, |s| s.0),
             max_files: raw.max_files.unwrap_or(defaults.max_files),
+            driver: raw.driver.unwrap_or_default(),
         };
         if config.max_size < 4096 {
             return Err(self.fail("logging.max_size", "must be at least 4K"));
@@ -352,6 +361,10 @@ impl Checker<'_> {
         Ok(config)
     }
 }
+
+/// How long a start may take, setup and (with `notify`) readiness
+/// included, as systemd's TimeoutStartSec default.
+pub const DEFAULT_START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// Unit names may contain `_` and `.`, which host names may not.
 fn default_hostname(name: &str) -> String {

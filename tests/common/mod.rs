@@ -32,8 +32,8 @@ fn require_root() {
 pub fn busybox_rootfs() -> &'static Path {
     static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
     ROOTFS.get_or_init(|| {
-        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("busybox-rootfs");
-        if target.join("bin/busybox").is_file() {
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("busybox-rootfs-2");
+        if target.join("bin/sd-notify").is_file() {
             return target;
         }
         let busybox = ["/bin/busybox", "/usr/bin/busybox"]
@@ -47,6 +47,7 @@ pub fn busybox_rootfs() -> &'static Path {
             fs::create_dir_all(build.join(dir)).unwrap();
         }
         fs::copy(busybox, build.join("bin/busybox")).unwrap();
+        fs::copy(notify_helper(), build.join("bin/sd-notify")).unwrap();
         let list = Command::new(busybox).arg("--list").output().unwrap();
         for applet in String::from_utf8_lossy(&list.stdout).lines() {
             if applet != "busybox" && !applet.is_empty() {
@@ -71,6 +72,26 @@ pub fn busybox_rootfs() -> &'static Path {
     })
 }
 
+/// `tests/helpers/sd-notify.c`, built static so that it runs in the busybox
+/// rootfs. The VM tier builds it on the host into the same place.
+fn notify_helper() -> PathBuf {
+    let binary = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sd-notify");
+    if binary.is_file() {
+        return binary;
+    }
+    let partial = binary.with_extension(format!("tmp{}", std::process::id()));
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/sd-notify.c");
+    let status = Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&partial)
+        .arg(&source)
+        .status()
+        .expect("run cc (apt-get install gcc libc6-dev)");
+    assert!(status.success(), "cannot build {}", source.display());
+    fs::rename(&partial, &binary).unwrap();
+    binary
+}
+
 /// A running supd with its own directories, in a new network namespace.
 pub struct Daemon {
     pub dir: PathBuf,
@@ -89,21 +110,32 @@ impl Daemon {
     /// Writes the given units before starting, so they run from the first
     /// reconcile.
     pub fn start_with_units(units: &[(&str, &str)]) -> Daemon {
-        Self::launch("units", true, units, &[])
+        Self::launch("units", true, units, &[], &[])
     }
 
     /// A daemon with extra command-line options.
     pub fn start_with_args(args: &[&str]) -> Daemon {
-        Self::launch("units", true, &[], args)
+        Self::launch("units", true, &[], args, &[])
     }
 
     /// A daemon whose units directory (`units_path` under its temp dir) does
     /// not exist yet.
     pub fn start_without_units_dir(units_path: &str) -> Daemon {
-        Self::launch(units_path, false, &[], &[])
+        Self::launch(units_path, false, &[], &[], &[])
     }
 
-    fn launch(units_path: &str, create: bool, units: &[(&str, &str)], args: &[&str]) -> Daemon {
+    /// A daemon with extra environment (NOTIFY_SOCKET, say).
+    pub fn start_with_env(units: &[(&str, &str)], env: &[(&str, &str)]) -> Daemon {
+        Self::launch("units", true, units, &[], env)
+    }
+
+    fn launch(
+        units_path: &str,
+        create: bool,
+        units: &[(&str, &str)],
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         require_root();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("supd-test-{}-{n}", std::process::id()));
@@ -135,6 +167,12 @@ impl Daemon {
             .arg(cgroup_parent(&dir))
             .args(args)
             .env("RUST_LOG", "debug")
+            // The test runner may itself run under systemd or journald.
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .env_remove("JOURNAL_STREAM")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -5,85 +5,13 @@ mod logs;
 mod table;
 
 use anyhow::bail;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use supd::cli::supctl::{Cli, Cmd};
 use supd::control::client::call;
 use supd::control::protocol::{Body, Command, Response, UnitStatus};
 use supd::unit::loader::{load_file, unit_name, Outcome};
-
-/// Control the supd container supervisor.
-#[derive(Parser, Debug)]
-#[command(name = "supctl", version)]
-struct Cli {
-    /// supd's control socket.
-    #[arg(
-        long,
-        global = true,
-        env = "SUPD_SOCKET",
-        default_value = "/run/supd/supd.sock"
-    )]
-    socket: PathBuf,
-    #[command(subcommand)]
-    command: Cmd,
-}
-
-#[derive(Subcommand, Debug)]
-enum Cmd {
-    /// Show units: state, PID, uptime, restarts, last exit, error.
-    /// Exits 3 if a named unit is not running, 4 if it is unknown.
-    Status {
-        /// Print the JSON array instead of a table.
-        #[arg(long)]
-        json: bool,
-        names: Vec<String>,
-    },
-    /// Start units (clears back-off and the start limit).
-    Start {
-        /// Return at once instead of waiting until the units run.
-        #[arg(long)]
-        no_block: bool,
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
-    /// Stop units; they stay stopped until started or their file changes.
-    Stop {
-        /// Return at once instead of waiting until the units stopped.
-        #[arg(long)]
-        no_block: bool,
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
-    /// Stop and start units again (also revives a failed unit).
-    Restart {
-        /// Return at once instead of waiting until the units run.
-        #[arg(long)]
-        no_block: bool,
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
-    /// Clear the failed state (all failed units if none named) and start them.
-    ResetFailed { names: Vec<String> },
-    /// Re-read the unit directories now.
-    Reload,
-    /// Print a unit's output (stdout and stderr of the workload).
-    Logs {
-        /// Keep printing new output as it arrives.
-        #[arg(short, long)]
-        follow: bool,
-        /// Only the last N lines.
-        #[arg(short = 'n', long, value_name = "N")]
-        lines: Option<usize>,
-        name: String,
-    },
-    /// Print the effective unit (after drop-ins) and the files it came from.
-    Show { name: String },
-    /// Check unit files without a daemon; exits 1 if any is invalid.
-    Validate {
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -136,6 +64,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Cmd::Show { name } => show(&socket, name),
+        Cmd::Exec { name, command } => exec(&socket, name, &command),
         Cmd::Validate { files } => Ok(validate(&files)),
     }
 }
@@ -161,7 +90,7 @@ fn status(socket: &Path, json: bool, names: Vec<String>) -> anyhow::Result<u8> {
     if json {
         println!("{}", serde_json::to_string_pretty(&units)?);
     } else {
-        print!("{}", table::render(&units));
+        print!("{}", table::render(&units, table::use_colour()));
     }
     let unknown = names
         .iter()
@@ -176,6 +105,15 @@ fn status(socket: &Path, json: bool, names: Vec<String>) -> anyhow::Result<u8> {
     } else {
         0
     })
+}
+
+fn exec(socket: &Path, name: String, command: &[String]) -> anyhow::Result<u8> {
+    let (pid, unit, cgroups) = match request(socket, Command::Exec { name })? {
+        Body::Exec { pid, unit, cgroups } => (pid, unit, cgroups),
+        other => bail!("unexpected answer: {other:?}"),
+    };
+    let code = supd::runtime::enter::run(pid, &unit, &cgroups, command)?;
+    Ok(u8::try_from(code).unwrap_or(1))
 }
 
 fn is_up(unit: &UnitStatus) -> bool {

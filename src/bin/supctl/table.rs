@@ -1,51 +1,109 @@
-//! The human status table: fixed columns that fit 80 characters, errors on
-//! their own indented line.
+//! The human status table: fixed columns that fit 80 characters, details
+//! (addresses, the workload's status, errors) on indented lines below.
+//! Colour only on a terminal, and never with NO_COLOR set.
 
+use std::io::IsTerminal;
 use supd::control::protocol::UnitStatus;
 
-pub fn render(units: &[UnitStatus]) -> String {
-    let mut out = format!(
-        "{:<20} {:<9} {:>7} {:>9} {:>8}  {}\n",
-        "NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"
-    );
+/// Whether stdout gets ANSI colours (https://no-color.org).
+pub fn use_colour() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+}
+
+const HEADER: [&str; 9] = [
+    "NAME",
+    "STATE",
+    "PID",
+    "UPTIME",
+    "RST",
+    "CPU%",
+    "MEM",
+    "PIDS",
+    "LAST EXIT",
+];
+
+fn row(cells: &[String; 9], state_colour: Option<&str>) -> String {
+    let state = format!("{:<8}", cells[1]);
+    let state = match state_colour {
+        Some(code) => format!("\x1b[{code}m{state}\x1b[0m"),
+        None => state,
+    };
+    format!(
+        "{:<16} {state} {:>7} {:>7} {:>3} {:>5} {:>6} {:>5}  {}\n",
+        cells[0], cells[2], cells[3], cells[4], cells[5], cells[6], cells[7], cells[8]
+    )
+}
+
+/// Green when up, yellow in transition, red when broken.
+fn colour_of(state: &str) -> Option<&'static str> {
+    match state {
+        "running" | "ready" => Some("32"),
+        "starting" | "stopping" | "backoff" => Some("33"),
+        "failed" | "invalid" => Some("31"),
+        _ => None,
+    }
+}
+
+pub fn render(units: &[UnitStatus], colour: bool) -> String {
+    let mut out = row(&HEADER.map(String::from), None);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    let dash = || "-".to_string();
     for unit in units {
-        let pid = unit.pid.map_or("-".to_string(), |p| p.to_string());
         let uptime = match (
             unit.state.as_str(),
             unit.since.as_deref().and_then(parse_rfc3339),
         ) {
             ("running" | "ready", Some(since)) => human_duration(now.saturating_sub(since)),
-            _ => "-".to_string(),
+            _ => dash(),
         };
-        let last_exit = match &unit.last_exit {
-            None => "-".to_string(),
-            Some(exit) if exit.oom_killed => "oom-killed".to_string(),
-            Some(exit) => match (exit.code, exit.signal) {
-                (Some(code), _) => format!("code {code}"),
-                (None, Some(signal)) => format!("signal {signal}"),
-                (None, None) => "-".to_string(),
-            },
-        };
-        out.push_str(&format!(
-            "{:<20} {:<9} {:>7} {:>9} {:>8}  {}\n",
-            truncate(&unit.name, 20),
-            unit.state,
-            pid,
+        let cells = [
+            truncate(&unit.name, 16),
+            unit.state.clone(),
+            unit.pid.map_or_else(dash, |p| p.to_string()),
             uptime,
-            unit.restarts,
-            last_exit
+            unit.restarts.to_string(),
+            unit.cpu_percent.map_or_else(dash, |c| format!("{c:.1}")),
+            unit.memory_bytes.map_or_else(dash, human_bytes),
+            unit.pids.map_or_else(dash, |p| p.to_string()),
+            last_exit(unit),
+        ];
+        out.push_str(&row(
+            &cells,
+            colour.then(|| colour_of(&unit.state)).flatten(),
         ));
-        for address in &unit.addresses {
-            out.push_str(&format!("  address: {address}\n"));
-        }
-        if let Some(error) = &unit.error {
-            out.push_str(&format!("  error: {error}\n"));
+        let details = unit
+            .addresses
+            .iter()
+            .map(|a| ("address", a.as_str(), None))
+            .chain(
+                unit.status_text
+                    .iter()
+                    .map(|s| ("status", s.as_str(), None)),
+            )
+            .chain(unit.error.iter().map(|e| ("error", e.as_str(), Some("31"))));
+        for (label, text, code) in details {
+            let line = format!("  {label}: {text}");
+            match code.filter(|_| colour) {
+                Some(code) => out.push_str(&format!("\x1b[{code}m{line}\x1b[0m\n")),
+                None => out.push_str(&format!("{line}\n")),
+            }
         }
     }
     out
+}
+
+fn last_exit(unit: &UnitStatus) -> String {
+    match &unit.last_exit {
+        None => "-".to_string(),
+        Some(exit) if exit.oom_killed => "oom-killed".to_string(),
+        Some(exit) => match (exit.code, exit.signal) {
+            (Some(code), _) => format!("code {code}"),
+            (None, Some(signal)) => format!("signal {signal}"),
+            (None, None) => "-".to_string(),
+        },
+    }
 }
 
 fn truncate(text: &str, width: usize) -> String {
@@ -63,6 +121,22 @@ fn human_duration(seconds: u64) -> String {
         s if s < 3600 => format!("{}m{}s", s / 60, s % 60),
         s if s < 86_400 => format!("{}h{}m", s / 3600, s / 60 % 60),
         s => format!("{}d{}h", s / 86_400, s / 3600 % 24),
+    }
+}
+
+/// At most six characters: 999K, 12.3M, 1.5G.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || value >= 100.0 {
+        format!("{value:.0}{}", UNITS[unit])
+    } else {
+        format!("{value:.1}{}", UNITS[unit])
     }
 }
 
@@ -84,6 +158,7 @@ fn parse_rfc3339(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use supd::control::protocol::LastExit;
 
     #[test]
     fn rfc3339_round_trips() {
@@ -94,24 +169,42 @@ mod tests {
     }
 
     #[test]
-    fn table_fits_80_columns() {
+    fn bytes_fit_six_characters() {
+        assert_eq!(human_bytes(512), "512B");
+        assert_eq!(human_bytes(10 << 20), "10.0M");
+        assert_eq!(human_bytes(1023 << 30), "1023G");
+        assert_eq!(human_bytes(1 << 50), "1024T");
+    }
+
+    #[test]
+    fn widest_rows_fit_80_columns_and_colour_is_optional() {
         let unit = UnitStatus {
             name: "a-very-long-unit-name-that-goes-on".into(),
-            state: "backoff".into(),
+            state: "stopping".into(),
             pid: Some(4_194_303),
-            since: None,
-            restarts: 12345,
-            last_exit: None,
-            oom_kills: None,
-            cpu_percent: None,
-            memory_bytes: None,
+            since: Some("2026-01-01T00:00:00Z".into()),
+            restarts: 999,
+            last_exit: Some(LastExit {
+                code: None,
+                signal: Some(15),
+                oom_killed: true,
+            }),
+            oom_kills: Some(3),
+            cpu_percent: Some(199.9),
+            memory_bytes: Some(999 << 30),
             working_set_bytes: None,
-            pids: None,
-            addresses: Vec::new(),
+            pids: Some(99_999),
+            addresses: vec!["10.88.0.2".into()],
+            status_text: Some("serving".into()),
             error: None,
         };
-        for line in render(&[unit]).lines() {
-            assert!(line.chars().count() <= 80, "{line}");
+        let plain = render(std::slice::from_ref(&unit), false);
+        for line in plain.lines() {
+            assert!(line.chars().count() <= 80, "{line:?}");
         }
+        assert!(!plain.contains('\x1b'));
+        assert!(plain.contains("  status: serving\n"));
+        let coloured = render(&[unit], true);
+        assert!(coloured.contains("\x1b[33mstopping\x1b[0m"), "{coloured}");
     }
 }

@@ -304,6 +304,11 @@ impl Cgroup {
             .unwrap_or(Path::new("/"))
     }
 
+    /// Its directories, one per v1 hierarchy or the one on v2.
+    pub fn dirs(&self) -> impl Iterator<Item = &Path> {
+        self.dirs.iter().map(|(_, dir)| dir.as_path())
+    }
+
     /// Moves a process (and so everything it will fork) into the cgroup.
     pub fn add_process(&self, pid: Pid) -> Result<(), CgroupError> {
         for (_, dir) in &self.dirs {

@@ -80,7 +80,7 @@ fn errors_name_file_line_column_and_field() {
         ),
         (
             "rootfs: /r\nexec: [/x]\nexcec: [/y]\n",
-            format!("{f}:3:1: unknown field `excec`, expected one of `description`, `enabled`, `rootfs`, `volatile`, `layers`, `readonly_rootfs`, `exec`, `env`, `workdir`, `user`, `hostname`, `init`, `restart`, `stop`, `mounts`, `logging`, `network`, `depends_on`, `notify`, `resources`, `sysctls`, `security` (did you mean `exec`?)"),
+            format!("{f}:3:1: unknown field `excec`, expected one of `description`, `enabled`, `rootfs`, `volatile`, `layers`, `readonly_rootfs`, `exec`, `env`, `workdir`, `user`, `hostname`, `init`, `restart`, `stop`, `mounts`, `logging`, `network`, `depends_on`, `notify`, `start_timeout`, `resources`, `sysctls`, `security` (did you mean `exec`?)"),
         ),
         (
             "rootfs: /r\nexec: [/x]\nrestart:\n  delay: 10x\n",
@@ -115,8 +115,12 @@ fn errors_name_file_line_column_and_field() {
             format!("{f}:2:9: rootfs: path \"relative/dir\" must be absolute"),
         ),
         (
-            "exec: [/x]\nrootfs: /r\nnotify:\n  true\n",
-            format!("{f}:4:3: notify: this key is part of the unit schema but not supported yet by this version of supd"),
+            "exec: [/x]\nrootfs: /r\nnotify:\n  maybe\n",
+            format!("{f}:4:3: notify: invalid type: string \"maybe\", expected a boolean"),
+        ),
+        (
+            "exec: [/x]\nrootfs: /r\nstart_timeout: 0s\n",
+            format!("{f}:3:1: start_timeout: must be longer than 0s"),
         ),
         (
             "exec: [/x]\nrootfs: /r\nnetwork:\n  mode: bridged\n",

@@ -1,0 +1,87 @@
+//! supctl's command line, in the library so that the man page and the
+//! shell completions are generated from the same definition.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Control the supd container supervisor.
+#[derive(Parser, Debug)]
+#[command(name = "supctl", version)]
+pub struct Cli {
+    /// supd's control socket.
+    #[arg(
+        long,
+        global = true,
+        env = "SUPD_SOCKET",
+        default_value = "/run/supd/supd.sock"
+    )]
+    pub socket: PathBuf,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Show units: state, PID, uptime, restarts, last exit, error.
+    /// Exits 3 if a named unit is not running, 4 if it is unknown.
+    Status {
+        /// Print the JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        names: Vec<String>,
+    },
+    /// Start units (clears back-off and the start limit).
+    Start {
+        /// Return at once instead of waiting until the units run.
+        #[arg(long)]
+        no_block: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Stop units; they stay stopped until started or their file changes.
+    Stop {
+        /// Return at once instead of waiting until the units stopped.
+        #[arg(long)]
+        no_block: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Stop and start units again (also revives a failed unit).
+    Restart {
+        /// Return at once instead of waiting until the units run.
+        #[arg(long)]
+        no_block: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Clear the failed state (all failed units if none named) and start them.
+    ResetFailed { names: Vec<String> },
+    /// Re-read the unit directories now.
+    Reload,
+    /// Print a unit's output (stdout and stderr of the workload).
+    Logs {
+        /// Keep printing new output as it arrives.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(short = 'n', long, value_name = "N")]
+        lines: Option<usize>,
+        name: String,
+    },
+    /// Print the effective unit (after drop-ins) and the files it came from.
+    Show { name: String },
+    /// Run a command inside a running container: its namespaces, cgroup,
+    /// root, user, capabilities, seccomp filter and environment. Exits with
+    /// the command's status. Needs root.
+    Exec {
+        name: String,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Check unit files without a daemon; exits 1 if any is invalid.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}

@@ -1,0 +1,203 @@
+//! Readiness passthrough for units with `notify: true`: each run gets a
+//! NOTIFY_SOCKET of its own, bind-mounted into the container, and the
+//! workload's READY=1 moves the unit from running to ready. A start that
+//! does not finish (setup, then readiness) within start_timeout fails.
+
+use super::entry::State;
+use super::{Source, Supervisor};
+use crate::runtime::SetupError;
+use crate::unit::{Mount, MountKind, Unit};
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+
+/// Where the socket's directory appears inside the container.
+const CONTAINER_NOTIFY_DIR: &str = "/run/supd";
+const SOCKET_NAME: &str = "notify";
+/// The longest message read; sd_notify messages are short text.
+const MAX_MESSAGE: usize = 4096;
+/// Messages handled per wake-up, so that a flood cannot starve the loop.
+const MESSAGES_PER_WAKE: usize = 64;
+
+/// Binds the host side of a unit's notify socket in `dir`, which only the
+/// container reaches (through its bind mount), so every sender is the
+/// container: no credential check is needed to tell units apart.
+pub fn bind_notify_socket(dir: &Path) -> io::Result<UnixDatagram> {
+    std::fs::create_dir_all(dir)?;
+    if let Some(parent) = dir.parent() {
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let path = dir.join(SOCKET_NAME);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let socket = UnixDatagram::bind(&path)?;
+    socket.set_nonblocking(true)?;
+    // Any user of the container may notify, as with systemd's socket;
+    // a user-namespaced root is an unprivileged uid on the host.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
+    Ok(socket)
+}
+
+/// The unit as the container sees it: the socket's directory mounted
+/// read-only and NOTIFY_SOCKET pointing at it.
+pub fn with_notify_socket(unit: &Unit, dir: &Path) -> Unit {
+    let mut unit = unit.clone();
+    unit.mounts.push(Mount {
+        kind: MountKind::Bind,
+        source: Some(dir.to_path_buf()),
+        target: PathBuf::from(CONTAINER_NOTIFY_DIR),
+        readonly: true,
+        size: None,
+        mode: None,
+    });
+    unit.env.insert(
+        "NOTIFY_SOCKET".to_string(),
+        format!("{CONTAINER_NOTIFY_DIR}/{SOCKET_NAME}"),
+    );
+    unit
+}
+
+/// What a workload's message asks for; unknown assignments are ignored, as
+/// systemd does.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Notification {
+    pub ready: bool,
+    pub status: Option<String>,
+}
+
+pub fn parse_notification(message: &[u8]) -> Notification {
+    let mut notification = Notification::default();
+    for line in String::from_utf8_lossy(message).lines() {
+        match line.split_once('=') {
+            Some(("READY", "1")) => notification.ready = true,
+            Some(("STATUS", text)) => notification.status = Some(text.to_string()),
+            _ => {}
+        }
+    }
+    notification
+}
+
+impl Supervisor {
+    pub(super) fn notify_dir(&self, name: &str) -> PathBuf {
+        self.options.dirs.runtime.join("notify").join(name)
+    }
+
+    /// Opens the notify socket for a run and registers it with the loop.
+    pub(super) fn open_notify(
+        &mut self,
+        name: &str,
+    ) -> Result<(UnixDatagram, u64, PathBuf), SetupError> {
+        let dir = self.notify_dir(name);
+        let socket =
+            bind_notify_socket(&dir).map_err(|e| SetupError::new("notify", Some(&dir), e))?;
+        let token = self
+            .register(socket.as_fd(), Source::Notify(name.to_string()))
+            .ok_or_else(|| SetupError::message("notify", Some(&dir), "cannot watch the socket"))?;
+        Ok((socket, token, dir))
+    }
+
+    pub(super) fn close_notify(&mut self, name: &str, notify: Option<(UnixDatagram, u64)>) {
+        let Some((socket, token)) = notify else {
+            return;
+        };
+        self.unregister(socket.as_fd(), token);
+        drop(socket);
+        let dir = self.notify_dir(name);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            log::warn!("{name}: cannot remove {}: {e}", dir.display());
+        }
+    }
+
+    pub(super) fn on_notify(&mut self, name: &str) {
+        let mut buffer = [0u8; MAX_MESSAGE];
+        for _ in 0..MESSAGES_PER_WAKE {
+            let Some(socket) = self
+                .entries
+                .get(name)
+                .and_then(|e| e.run.as_ref()?.notify.as_ref())
+                .map(|(socket, _)| socket)
+            else {
+                return;
+            };
+            let received = match socket.recv(&mut buffer) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            let notification = parse_notification(&buffer[..received]);
+            self.apply_notification(name, notification);
+        }
+    }
+
+    fn apply_notification(&mut self, name: &str, notification: Notification) {
+        if notification.ready {
+            // READY=1 can overtake the closing of the setup report in one
+            // batch of events: settle the report first.
+            self.on_report(name);
+        }
+        let Some(entry) = self.entries.get_mut(name) else {
+            return;
+        };
+        if let Some(text) = notification.status {
+            entry.status_text = Some(text);
+        }
+        if notification.ready && entry.state == State::Running {
+            entry.timer = None;
+            entry.set_state(State::Ready);
+            self.start_waiting_dependents(name);
+        }
+    }
+
+    /// Setup, or READY=1 of a `notify` unit, did not come in time: kill the
+    /// container and let the restart policy treat it as a failed start.
+    pub(super) fn start_timed_out(&mut self, name: &str) {
+        let Some(entry) = self.entries.get_mut(name) else {
+            return;
+        };
+        let Some(timeout) = entry.unit.as_ref().map(|u| u.start_timeout) else {
+            return;
+        };
+        let waiting_for = if entry.state == State::Starting {
+            "container setup did not finish"
+        } else {
+            "the workload did not send READY=1"
+        };
+        let Some(run) = entry.run.as_mut() else {
+            return;
+        };
+        log::error!("{name}: {waiting_for} within {timeout:?}, killing it");
+        run.setup_error = Some(SetupError::message(
+            "start_timeout",
+            None::<&str>,
+            format!("{waiting_for} within {}s", timeout.as_secs_f64()),
+        ));
+        if let Err(e) = super::lifecycle::send_signal(run, libc::SIGKILL) {
+            log::warn!("{name}: cannot kill: {e}");
+        }
+        if let Err(e) = run.cgroup.kill_all() {
+            log::warn!("{name}: cannot kill through the cgroup: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notifications_are_parsed_line_by_line() {
+        assert_eq!(
+            parse_notification(b"STATUS=warming up\nREADY=1\nMAINPID=7\n"),
+            Notification {
+                ready: true,
+                status: Some("warming up".into())
+            }
+        );
+        assert_eq!(parse_notification(b"READY=0"), Notification::default());
+        assert_eq!(parse_notification(b"\xff\xfe"), Notification::default());
+    }
+}
