@@ -43,7 +43,8 @@ for line in open(sys.argv[1]):
     except ValueError:
         continue
     if msg.get("reason") == "compiler-artifact" and msg.get("profile", {}).get("test") \
-            and msg.get("target", {}).get("kind") == ["test"] and msg.get("executable"):
+            and msg.get("target", {}).get("kind") == ["test"] and msg.get("executable") \
+            and msg["target"]["name"] != "generated":  # reads the source tree
         print(msg["executable"])
 PY
 )
@@ -64,8 +65,9 @@ for file in "$PWD/target/$target/debug/supd" "$PWD/target/$target/debug/supctl" 
   mkdir -p "$root$(dirname "$file")"
   cp "$file" "$root$file"
 done
-mkdir -p "$root$PWD/target/tmp"
-gcc -static -O2 -o "$root$PWD/target/tmp/sd-notify" tests/helpers/sd-notify.c
+# CARGO_TARGET_TMPDIR of the static build, where the tests look for it.
+mkdir -p "$root$PWD/target/$target/tmp"
+gcc -static -O2 -o "$root$PWD/target/$target/tmp/sd-notify" tests/helpers/sd-notify.c
 # Modules the tests need, in dependency order; the kernel has no modules.dep
 # here, so the guest insmods them one by one.
 modules="fs/overlayfs/overlay net/802/stp net/llc/llc net/bridge/bridge drivers/net/veth drivers/net/dummy drivers/net/macvlan drivers/net/ipvlan/ipvlan"

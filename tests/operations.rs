@@ -180,7 +180,7 @@ fn a_notify_unit_without_ready_fails_after_start_timeout_and_restarts() {
         &notify_unit(
             &d,
             "exec sleep 1000",
-            "start_timeout: 300ms\nrestart: { policy: on-failure, delay: 100ms, start_limit: { burst: 2, interval: 1m } }\n",
+            "start_timeout: 3s\nrestart: { policy: on-failure, delay: 100ms, start_limit: { burst: 2, interval: 1m } }\n",
         ),
     );
     d.supctl(&["reload"]);
@@ -188,7 +188,7 @@ fn a_notify_unit_without_ready_fails_after_start_timeout_and_restarts() {
     assert_eq!(status["restarts"], 1, "{status}");
     let error = status["error"].as_str().unwrap_or_default().to_string();
     assert!(
-        error.contains("start_timeout: the workload did not send READY=1 within 0.3s"),
+        error.contains("start_timeout: the workload did not send READY=1 within 3s"),
         "{error}"
     );
     d.stop();
@@ -268,5 +268,72 @@ fn supctl_exec_enters_the_namespaces_cgroup_user_and_environment() {
     let (code, _, err) = exec(&d, &["nothing", "--", "true"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("unknown unit: nothing"), "{err}");
+    d.stop();
+}
+
+#[test]
+fn journal_driver_sends_each_line_with_the_unit_fields_and_logs_reads_journalctl() {
+    let mut journal = FakeServiceManager::new();
+    let d = Daemon::start_with_args(&["--journal-socket", journal.path()]);
+    d.write_unit(
+        "chatty",
+        &sh_unit(
+            &d,
+            "echo hello; echo world >&2; exec sleep 1000",
+            "logging: { driver: journal }\n",
+        ),
+    );
+    d.supctl(&["reload"]);
+    for line in ["hello", "world"] {
+        let message = format!("MESSAGE={line}");
+        journal.wait_for(&[
+            &message,
+            "PRIORITY=6",
+            "SYSLOG_IDENTIFIER=chatty",
+            "SUPD_UNIT=chatty",
+        ]);
+    }
+    assert!(!d.dir.join("log/chatty.log").exists());
+
+    // supctl hands over to journalctl; a stand-in prints its arguments.
+    let bin = d.dir.join("fake-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let fake = bin.join("journalctl");
+    std::fs::write(&fake, "#!/bin/sh\necho \"$@\"\n").unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = std::process::Command::new(SUPCTL)
+        .env("SUPD_SOCKET", &d.socket)
+        .env("PATH", path)
+        .args(["logs", "-n", "5", "chatty"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "--no-pager -o cat --lines=5 SUPD_UNIT=chatty\n"
+    );
+    d.stop();
+}
+
+#[test]
+fn under_systemd_on_cgroup_v2_containers_live_in_the_service_cgroup() {
+    if !is_cgroup_v2() {
+        eprintln!("skipped: delegation applies to pure cgroup v2 only");
+        return;
+    }
+    let unit = sleeper();
+    let d = Daemon::start_with_env(&[("box", &unit)], &[("INVOCATION_ID", "0123")]);
+    let service = service_cgroup(&d.dir);
+    d.wait_state("box", "running");
+    let procs =
+        |dir: &str| std::fs::read_to_string(service.join(dir).join("cgroup.procs")).unwrap();
+    assert_eq!(procs("supervisor").trim(), d.daemon_pid().to_string());
+    assert!(procs("containers/box").contains(&d.pid("box").to_string()));
+    // The service cgroup itself holds no process (v2's no-internal-process
+    // rule) and passes the controllers down.
+    assert_eq!(procs("."), "");
+    let control =
+        std::fs::read_to_string(service.join("containers/cgroup.subtree_control")).unwrap();
+    assert!(control.contains("memory"), "{control}");
     d.stop();
 }

@@ -18,7 +18,8 @@ fn main() -> anyhow::Result<()> {
         supd::runtime::setup::run_init_stage();
     }
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let under_journal = supd::supervisor::journal::stderr_is_journal();
+    init_logging(under_journal);
     let units_dirs = if cli.units_dirs.is_empty() {
         ["/etc/supd/units", "/run/supd/units", "/usr/lib/supd/units"]
             .iter()
@@ -26,6 +27,12 @@ fn main() -> anyhow::Result<()> {
             .collect()
     } else {
         cli.units_dirs
+    };
+    let cgroup_parent = match cli.cgroup_parent {
+        Some(parent) => parent,
+        None => supd::runtime::cgroup::delegated_parent(&cli.cgroup_root)
+            .context("cannot use the delegated cgroup")?
+            .unwrap_or_else(|| "supd".to_string()),
     };
     let options = Options {
         units_dirs,
@@ -36,7 +43,9 @@ fn main() -> anyhow::Result<()> {
         },
         socket: cli.socket,
         cgroup_root: cli.cgroup_root,
-        cgroup_parent: cli.cgroup_parent,
+        cgroup_parent,
+        journal_socket: cli.journal_socket,
+        journal_by_default: under_journal,
         access: AccessPolicy {
             admin_gid: group_id(&cli.socket_group),
             read_gid: match &cli.read_group {
@@ -57,4 +66,24 @@ fn main() -> anyhow::Result<()> {
         .context("cannot start supd")?
         .run()
         .context("supd failed")
+}
+
+/// Under journald, lines carry sd-daemon priority prefixes (`<3>`) instead
+/// of time stamps, which the journal adds itself.
+fn init_logging(under_journal: bool) {
+    use std::io::Write;
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if under_journal {
+        builder.format(|out, record| {
+            let priority = match record.level() {
+                log::Level::Error => 3,
+                log::Level::Warn => 4,
+                log::Level::Info => 6,
+                log::Level::Debug | log::Level::Trace => 7,
+            };
+            writeln!(out, "<{priority}>{}", record.args())
+        });
+    }
+    builder.init();
 }

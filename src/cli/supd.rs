@@ -33,13 +33,23 @@ pub struct Cli {
     #[arg(long, value_name = "DIR", default_value = "/sys/fs/cgroup")]
     pub cgroup_root: PathBuf,
     /// supd's cgroup, under which every container gets its own: ROOT/NAME on
-    /// cgroup v2, ROOT/CONTROLLER/NAME in each v1 hierarchy.
-    #[arg(long, value_name = "NAME", default_value = "supd")]
-    pub cgroup_parent: String,
+    /// cgroup v2, ROOT/CONTROLLER/NAME in each v1 hierarchy. Default: `supd`,
+    /// or on cgroup v2 under systemd (Delegate=yes) the service's own
+    /// cgroup: SERVICE/containers, with supd itself in SERVICE/supervisor.
+    #[arg(long, value_name = "NAME")]
+    pub cgroup_parent: Option<String>,
     /// Members of this group may use every supctl command (root always may);
     /// ignored if the group does not exist.
     #[arg(long, value_name = "GROUP", default_value = "supd")]
     pub socket_group: String,
+    /// journald's native socket, where units with `logging.driver: journal`
+    /// (or `auto` when supd's stderr is the journal) send their output.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/run/systemd/journal/socket"
+    )]
+    pub journal_socket: PathBuf,
     /// Members of this group may use status, show and logs only.
     #[arg(long, value_name = "GROUP")]
     pub read_group: Option<String>,

@@ -45,7 +45,8 @@ pub enum Command {
     },
     /// Re-read the unit directories now.
     Reload,
-    /// Where a unit's log files are, oldest first.
+    /// Where a unit's log files are, oldest first, or that it logs to the
+    /// journal.
     Logs { name: String },
     /// The effective unit (after drop-ins) and the files it came from.
     Show { name: String },
@@ -75,6 +76,9 @@ pub enum Body {
     },
     Logs {
         files: Vec<PathBuf>,
+        /// The unit logs to the journal: read it with journalctl.
+        #[serde(default)]
+        journal: bool,
     },
     Show {
         /// The merged YAML in force; None when masked.

@@ -110,6 +110,8 @@ pub struct Entry {
     pub run_error: Option<String>,
     pub output: Option<(File, u64)>,
     pub log: LogSink,
+    /// Set while the unit's output goes to the journal instead of `log`.
+    pub journal: Option<super::journal::JournalSink>,
     /// The workload's last STATUS= message (`notify` units).
     pub status_text: Option<String>,
 }
@@ -138,6 +140,7 @@ impl Entry {
             run_error: None,
             output: None,
             log: LogSink::new(log_path, Default::default()),
+            journal: None,
             status_text: None,
         }
     }

@@ -189,7 +189,12 @@ impl Supervisor {
         if files.is_empty() && !self.entries.contains_key(name) {
             return Response::error(format!("unknown unit: {name}"));
         }
-        Response::new(Body::Logs { files })
+        let journal = self
+            .entries
+            .get(name)
+            .and_then(|e| e.unit.as_ref())
+            .is_some_and(|unit| self.logs_to_journal(unit));
+        Response::new(Body::Logs { files, journal })
     }
 
     fn respond_or_wait(

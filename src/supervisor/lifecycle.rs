@@ -135,6 +135,9 @@ impl Supervisor {
             None => unit.clone(),
         };
         let notify = notify.map(|(socket, token, _)| (socket, token));
+        let journal = self
+            .logs_to_journal(unit)
+            .then(|| super::journal::JournalSink::new(&self.options.journal_socket, name));
         let mut host_side = HostSide::default();
         let place = |pid| {
             cgroup.add_process(pid).map_err(|e| e.to_string())?;
@@ -187,6 +190,7 @@ impl Supervisor {
         });
         entry.cpu_sample = None;
         entry.status_text = None;
+        entry.journal = journal;
         entry.output = output_token.map(|t| (spawned.output, t));
         entry.timer = Some((now + unit.start_timeout, TimerKind::StartTimeout));
         entry.set_state(State::Starting);
@@ -224,6 +228,15 @@ impl Supervisor {
                 Ok(Some(NetPlan::new(name, config, Some(lease))))
             }
             _ => Ok(Some(NetPlan::new(name, config, None))),
+        }
+    }
+
+    /// Whether the unit's output goes to the journal rather than files.
+    pub(super) fn logs_to_journal(&self, unit: &crate::unit::Unit) -> bool {
+        match unit.logging.driver {
+            crate::unit::LogDriver::Journal => true,
+            crate::unit::LogDriver::File => false,
+            crate::unit::LogDriver::Auto => self.options.journal_by_default,
         }
     }
 
@@ -564,7 +577,11 @@ impl Supervisor {
             match file.read(&mut buffer) {
                 Ok(0) => break true,
                 Ok(n) => {
-                    if let Err(e) = entry.log.write(&buffer[..n]) {
+                    let written = match entry.journal.as_mut() {
+                        Some(journal) => journal.write(&buffer[..n]),
+                        None => entry.log.write(&buffer[..n]),
+                    };
+                    if let Err(e) = written {
                         log::warn!("{name}: cannot write log: {e}");
                     }
                     if n < buffer.len() {
@@ -576,6 +593,9 @@ impl Supervisor {
             }
         };
         if closed {
+            if let Some(Err(e)) = entry.journal.as_mut().map(|j| j.flush()) {
+                log::warn!("{name}: cannot write log: {e}");
+            }
             if let Some((file, token)) = entry.output.take() {
                 self.unregister(file.as_fd(), token);
             }

@@ -4,6 +4,7 @@
 
 mod entry;
 mod handlers;
+pub mod journal;
 mod lifecycle;
 pub mod logs;
 mod notify;
@@ -46,6 +47,10 @@ pub struct Options {
     pub cgroup_parent: String,
     /// Who may use the control socket besides root.
     pub access: crate::control::access::AccessPolicy,
+    /// journald's native socket, for units that log to the journal.
+    pub journal_socket: PathBuf,
+    /// `logging.driver: auto` means the journal (supd runs under journald).
+    pub journal_by_default: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

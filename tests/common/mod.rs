@@ -150,7 +150,22 @@ impl Daemon {
         }
         let socket = dir.join("run/supd.sock");
         let log = fs::File::create(dir.join("supd.log")).unwrap();
-        let child = Command::new("unshare")
+        let mut command = Command::new("unshare");
+        // With INVOCATION_ID supd believes systemd started it: it then runs
+        // in a service cgroup of its own and picks its cgroup parent itself.
+        let as_service = env.iter().any(|(k, _)| *k == "INVOCATION_ID");
+        if as_service {
+            let service = service_cgroup(&dir);
+            fs::create_dir_all(&service).unwrap();
+            let procs = service.join("cgroup.procs");
+            // SAFETY: the hook only writes a file before exec; no locks held.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                    fs::write(&procs, "0")
+                });
+            }
+        }
+        command
             .arg("-n")
             .arg(SUPD)
             .arg("--units-dir")
@@ -163,9 +178,11 @@ impl Daemon {
             .arg(dir.join("log"))
             .arg("--socket")
             .arg(&socket)
-            .arg("--cgroup-parent")
-            .arg(cgroup_parent(&dir))
-            .args(args)
+            .args(args);
+        if !as_service {
+            command.arg("--cgroup-parent").arg(cgroup_parent(&dir));
+        }
+        let child = command
             .env("RUST_LOG", "debug")
             // The test runner may itself run under systemd or journald.
             .env_remove("NOTIFY_SOCKET")
@@ -348,7 +365,17 @@ pub fn cgroup_dirs(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// No process, mount, cgroup or staging directory of the daemon remains.
+/// The cgroup a daemon started "as a systemd service" runs in (v2 only).
+pub fn service_cgroup(dir: &Path) -> PathBuf {
+    Path::new("/sys/fs/cgroup").join(format!("{}.service", cgroup_parent(dir)))
+}
+
 pub fn assert_no_leftovers(dir: &Path) {
+    // What systemd would remove once the service stopped.
+    let service = service_cgroup(dir);
+    let _ = fs::remove_dir(service.join("supervisor"));
+    let _ = fs::remove_dir(&service);
+    assert!(!service.exists(), "service cgroup left behind");
     let cgroups = cgroup_dirs(dir);
     assert!(cgroups.is_empty(), "cgroups left behind: {cgroups:?}");
     let needle = format!("{}/", dir.display());

@@ -1,5 +1,6 @@
 //! `supctl logs`: reads the rotated files directly and follows the current
-//! one with inotify (no polling), reopening it when supd rotates.
+//! one with inotify (no polling), reopening it when supd rotates. A unit
+//! that logs to the journal is read with journalctl, the journal's reader.
 
 use anyhow::Context;
 use inotify::{Inotify, WatchMask};
@@ -100,4 +101,21 @@ fn copy_new(file: &mut File) -> io::Result<()> {
     let mut out = io::stdout().lock();
     out.write_all(&chunk)?;
     out.flush()
+}
+
+/// Replaces supctl with `journalctl -o cat SUPD_UNIT=NAME`, so that -f ends
+/// with Ctrl-C as usual; returns only if journalctl cannot be run.
+pub fn journal(name: &str, last: Option<usize>, follow: bool) -> anyhow::Result<u8> {
+    use std::os::unix::process::CommandExt;
+    let mut command = std::process::Command::new("journalctl");
+    command.args(["--no-pager", "-o", "cat"]);
+    if let Some(count) = last {
+        command.arg(format!("--lines={count}"));
+    }
+    if follow {
+        command.arg("--follow");
+    }
+    command.arg(format!("SUPD_UNIT={name}"));
+    let error = command.exec();
+    Err(error).context("cannot run journalctl (the unit logs to the journal)")
 }

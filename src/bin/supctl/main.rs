@@ -56,12 +56,15 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             lines,
             name,
         } => {
-            let files = match request(&socket, Command::Logs { name })? {
-                Body::Logs { files } => files,
+            let name_for_journal = name.clone();
+            match request(&socket, Command::Logs { name })? {
+                Body::Logs { journal: true, .. } => logs::journal(&name_for_journal, lines, follow),
+                Body::Logs { files, .. } => {
+                    logs::print(&files, lines, follow)?;
+                    Ok(0)
+                }
                 other => bail!("unexpected answer: {other:?}"),
-            };
-            logs::print(&files, lines, follow)?;
-            Ok(0)
+            }
         }
         Cmd::Show { name } => show(&socket, name),
         Cmd::Exec { name, command } => exec(&socket, name, &command),

@@ -148,7 +148,9 @@ impl Cgroups {
         let parents = match layout {
             Layout::V2 => {
                 let dir = root.join(parent);
-                enable_controllers(root)?;
+                // The cgroup above supd's parent: the root, or supd's own
+                // delegated service cgroup.
+                enable_controllers(dir.parent().unwrap_or(root))?;
                 make_dir(&dir)?;
                 enable_controllers(&dir)?;
                 vec![("", dir)]
@@ -229,6 +231,33 @@ impl Cgroups {
             }
         }
     }
+}
+
+/// On pure v2 under systemd with Delegate=yes, supd owns the subtree of its
+/// service cgroup: it moves itself into a `supervisor` leaf (v2 allows no
+/// processes in a cgroup whose controllers are delegated further) and
+/// returns `SERVICE/containers` as the parent for the containers, so that
+/// they belong to the service and systemd's KillMode sees them. `None`
+/// outside a systemd service (no INVOCATION_ID) or on v1 and hybrid hosts,
+/// where container processes never leave the service in systemd's own
+/// hierarchy.
+pub fn delegated_parent(root: &Path) -> Result<Option<String>, CgroupError> {
+    if std::env::var_os("INVOCATION_ID").is_none() || detect(root)? != Layout::V2 {
+        return Ok(None);
+    }
+    let own = read(Path::new("/proc/self/cgroup"))?;
+    let Some(own) = own
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .map(|path| path.trim_matches('/'))
+        .filter(|path| !path.is_empty())
+    else {
+        return Ok(None);
+    };
+    let leaf = root.join(own).join("supervisor");
+    make_dir(&leaf)?;
+    write(&leaf.join("cgroup.procs"), &std::process::id().to_string())?;
+    Ok(Some(format!("{own}/containers")))
 }
 
 fn make_dir(dir: &Path) -> Result<(), CgroupError> {
