@@ -18,5 +18,7 @@ echo "== cargo clippy"
 cargo clippy --quiet --all-targets -- -D warnings
 echo "== cargo test (unit and root integration tests)"
 cargo test --quiet 2>&1
+echo "== the Debian package builds, installs and runs (dpkg, no systemctl)"
+bash scripts/package-test.sh
 echo "== the same root integration tests on a pure cgroup v2 kernel (QEMU, TCG)"
 bash scripts/vm-test.sh

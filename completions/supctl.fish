@@ -1,0 +1,77 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_supctl_global_optspecs
+    string join \n socket= h/help V/version
+end
+
+function __fish_supctl_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_supctl_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_supctl_using_subcommand
+    set -l cmd (__fish_supctl_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c supctl -n "__fish_supctl_needs_command" -l socket -d 'supd\'s control socket' -r -F
+complete -c supctl -n "__fish_supctl_needs_command" -s h -l help -d 'Print help'
+complete -c supctl -n "__fish_supctl_needs_command" -s V -l version -d 'Print version'
+complete -c supctl -n "__fish_supctl_needs_command" -f -a "status" -d 'Show units: state, PID, uptime, restarts, last exit, error. Exits 3 if a named unit is not running, 4 if it is unknown'
+complete -c supctl -n "__fish_supctl_needs_command" -f -a "start" -d 'Start units (clears back-off and the start limit)'
+complete -c supctl -n "__fish_supctl_needs_command" -f -a "stop" -d 'Stop units; they stay stopped until started or their file changes'
+complete -c supctl -n "__fish_supctl_needs_command" -f -a "restart" -d 'Stop and start units again (also revives a failed unit)'
+complete -c supctl -n "__fish_supctl_needs_command" -f -a "reset-failed" -d 'Clear the failed state (all failed units if none named) and start them'
+complete -c supctl -n "__fish_supctl_needs_command" -f -a "reload" -d 'Re-read the unit directories now'
+complete -c supctl -n "__fish_supctl_needs_command" -f -a "logs" -d 'Print a unit\'s output (stdout and stderr of the workload)'
+complete -c supctl -n "__fish_supctl_needs_command" -f -a "show" -d 'Print the effective unit (after drop-ins) and the files it came from'
+complete -c supctl -n "__fish_supctl_needs_command" -f -a "exec" -d 'Run a command inside a running container: its namespaces, cgroup, root, user, capabilities, seccomp filter and environment. Exits with the command\'s status. Needs root'
+complete -c supctl -n "__fish_supctl_needs_command" -f -a "validate" -d 'Check unit files without a daemon; exits 1 if any is invalid'
+complete -c supctl -n "__fish_supctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c supctl -n "__fish_supctl_using_subcommand status" -l socket -d 'supd\'s control socket' -r -F
+complete -c supctl -n "__fish_supctl_using_subcommand status" -l json -d 'Print the JSON array instead of a table'
+complete -c supctl -n "__fish_supctl_using_subcommand status" -s h -l help -d 'Print help'
+complete -c supctl -n "__fish_supctl_using_subcommand start" -l socket -d 'supd\'s control socket' -r -F
+complete -c supctl -n "__fish_supctl_using_subcommand start" -l no-block -d 'Return at once instead of waiting until the units run'
+complete -c supctl -n "__fish_supctl_using_subcommand start" -s h -l help -d 'Print help'
+complete -c supctl -n "__fish_supctl_using_subcommand stop" -l socket -d 'supd\'s control socket' -r -F
+complete -c supctl -n "__fish_supctl_using_subcommand stop" -l no-block -d 'Return at once instead of waiting until the units stopped'
+complete -c supctl -n "__fish_supctl_using_subcommand stop" -s h -l help -d 'Print help'
+complete -c supctl -n "__fish_supctl_using_subcommand restart" -l socket -d 'supd\'s control socket' -r -F
+complete -c supctl -n "__fish_supctl_using_subcommand restart" -l no-block -d 'Return at once instead of waiting until the units run'
+complete -c supctl -n "__fish_supctl_using_subcommand restart" -s h -l help -d 'Print help'
+complete -c supctl -n "__fish_supctl_using_subcommand reset-failed" -l socket -d 'supd\'s control socket' -r -F
+complete -c supctl -n "__fish_supctl_using_subcommand reset-failed" -s h -l help -d 'Print help'
+complete -c supctl -n "__fish_supctl_using_subcommand reload" -l socket -d 'supd\'s control socket' -r -F
+complete -c supctl -n "__fish_supctl_using_subcommand reload" -s h -l help -d 'Print help'
+complete -c supctl -n "__fish_supctl_using_subcommand logs" -s n -l lines -d 'Only the last N lines' -r
+complete -c supctl -n "__fish_supctl_using_subcommand logs" -l socket -d 'supd\'s control socket' -r -F
+complete -c supctl -n "__fish_supctl_using_subcommand logs" -s f -l follow -d 'Keep printing new output as it arrives'
+complete -c supctl -n "__fish_supctl_using_subcommand logs" -s h -l help -d 'Print help'
+complete -c supctl -n "__fish_supctl_using_subcommand show" -l socket -d 'supd\'s control socket' -r -F
+complete -c supctl -n "__fish_supctl_using_subcommand show" -s h -l help -d 'Print help'
+complete -c supctl -n "__fish_supctl_using_subcommand exec" -l socket -d 'supd\'s control socket' -r -F
+complete -c supctl -n "__fish_supctl_using_subcommand exec" -s h -l help -d 'Print help'
+complete -c supctl -n "__fish_supctl_using_subcommand validate" -l socket -d 'supd\'s control socket' -r -F
+complete -c supctl -n "__fish_supctl_using_subcommand validate" -s h -l help -d 'Print help'
+complete -c supctl -n "__fish_supctl_using_subcommand help; and not __fish_seen_subcommand_from status start stop restart reset-failed reload logs show exec validate help" -f -a "status" -d 'Show units: state, PID, uptime, restarts, last exit, error. Exits 3 if a named unit is not running, 4 if it is unknown'
+complete -c supctl -n "__fish_supctl_using_subcommand help; and not __fish_seen_subcommand_from status start stop restart reset-failed reload logs show exec validate help" -f -a "start" -d 'Start units (clears back-off and the start limit)'
+complete -c supctl -n "__fish_supctl_using_subcommand help; and not __fish_seen_subcommand_from status start stop restart reset-failed reload logs show exec validate help" -f -a "stop" -d 'Stop units; they stay stopped until started or their file changes'
+complete -c supctl -n "__fish_supctl_using_subcommand help; and not __fish_seen_subcommand_from status start stop restart reset-failed reload logs show exec validate help" -f -a "restart" -d 'Stop and start units again (also revives a failed unit)'
+complete -c supctl -n "__fish_supctl_using_subcommand help; and not __fish_seen_subcommand_from status start stop restart reset-failed reload logs show exec validate help" -f -a "reset-failed" -d 'Clear the failed state (all failed units if none named) and start them'
+complete -c supctl -n "__fish_supctl_using_subcommand help; and not __fish_seen_subcommand_from status start stop restart reset-failed reload logs show exec validate help" -f -a "reload" -d 'Re-read the unit directories now'
+complete -c supctl -n "__fish_supctl_using_subcommand help; and not __fish_seen_subcommand_from status start stop restart reset-failed reload logs show exec validate help" -f -a "logs" -d 'Print a unit\'s output (stdout and stderr of the workload)'
+complete -c supctl -n "__fish_supctl_using_subcommand help; and not __fish_seen_subcommand_from status start stop restart reset-failed reload logs show exec validate help" -f -a "show" -d 'Print the effective unit (after drop-ins) and the files it came from'
+complete -c supctl -n "__fish_supctl_using_subcommand help; and not __fish_seen_subcommand_from status start stop restart reset-failed reload logs show exec validate help" -f -a "exec" -d 'Run a command inside a running container: its namespaces, cgroup, root, user, capabilities, seccomp filter and environment. Exits with the command\'s status. Needs root'
+complete -c supctl -n "__fish_supctl_using_subcommand help; and not __fish_seen_subcommand_from status start stop restart reset-failed reload logs show exec validate help" -f -a "validate" -d 'Check unit files without a daemon; exits 1 if any is invalid'
+complete -c supctl -n "__fish_supctl_using_subcommand help; and not __fish_seen_subcommand_from status start stop restart reset-failed reload logs show exec validate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

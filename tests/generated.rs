@@ -1,0 +1,195 @@
+//! The generated files in the repository, the commands' man pages and the
+//! shell completions, match the command-line definitions the binaries parse.
+//! `SUPD_REGENERATE=1 cargo test --test generated` rewrites them.
+
+use clap::CommandFactory;
+use clap_complete::Shell;
+use std::path::{Path, PathBuf};
+
+const SUPD_EXTRA: &str = r#".SH SIGNALS
+.TP
+.B SIGTERM, SIGINT
+Stop every container (dependents before their dependencies, each with its
+unit's stop signal and timeout), remove their cgroups and network devices,
+and exit 0.
+.TP
+.B SIGHUP
+Re-read the unit directories now, as \fBsupctl reload\fR does.
+.SH SYSTEMD
+supd is a \fBType=notify\fR service: it sends READY=1 once the first
+reconcile is done and the control socket listens, STATUS= with a summary
+such as "5 running, 1 failed" whenever it changes, WATCHDOG=1 at half of
+WATCHDOG_USEC when systemd asks for it (no timer otherwise), RELOADING=1
+around an explicit reload and STOPPING=1 at shutdown.
+Without NOTIFY_SOCKET none of this happens.
+.PP
+Under journald (JOURNAL_STREAM names supd's stderr) supd logs with syslog
+priority prefixes and no time stamps, and container output goes to the
+journal with SYSLOG_IDENTIFIER and SUPD_UNIT set to the unit name, unless a
+unit says \fBlogging.driver: file\fR.
+.SH ENVIRONMENT
+.TP
+.B RUST_LOG
+Log filter: error, warn, info (default) or debug.
+.TP
+.B NOTIFY_SOCKET, WATCHDOG_USEC, JOURNAL_STREAM
+Set by systemd; see SYSTEMD above.
+.SH FILES
+.TP
+.I /etc/supd/units/NAME.yaml
+Unit files (also \fI/run/supd/units\fR and \fI/usr/lib/supd/units\fR, with
+lower precedence), and drop-ins in \fINAME.yaml.d/*.yaml\fR.
+.TP
+.I /run/supd/supd.sock
+The control socket.
+.TP
+.I /var/lib/supd/NAME
+Persistent per-unit state (overlay upper directory, leased address).
+.TP
+.I /var/log/supd/NAME.log
+Container output, rotated by size.
+.SH SEE ALSO
+.BR supctl (1),
+.BR supd.unit (5),
+.BR systemd.service (5)
+"#;
+
+const SUPCTL_EXTRA: &str = r#".SH EXIT STATUS
+.TP
+.B 0
+Success.
+.TP
+.B 1
+An error, or a unit did not reach the asked-for state.
+.TP
+.B 3
+\fBstatus\fR: a named unit is not running (or not ready).
+.TP
+.B 4
+\fBstatus\fR: a named unit is unknown.
+.PP
+\fBexec\fR exits with the command's status: 128+N if signal N killed it,
+126 if it could not be executed, 127 if it was not found.
+.SH ENVIRONMENT
+.TP
+.B SUPD_SOCKET
+The control socket, as \fB\-\-socket\fR.
+.TP
+.B NO_COLOR
+When set and not empty, \fBstatus\fR prints no colours. Colours are only
+ever used on a terminal.
+.SH EXAMPLES
+.nf
+supctl status
+supctl status \-\-json web
+supctl restart web
+supctl logs \-f \-n 100 web
+supctl exec web \-\- sh \-c 'ps; hostname'
+supctl validate /etc/supd/units/*.yaml
+.fi
+.SH SEE ALSO
+.BR supd (8),
+.BR supd.unit (5)
+"#;
+
+fn man_page(command: clap::Command, section: &str, extra: &str) -> Vec<u8> {
+    let has_subcommands = command.has_subcommands();
+    let man = clap_mangen::Man::new(command)
+        .section(section)
+        .manual("supd manual")
+        .source(format!("supd {}", env!("CARGO_PKG_VERSION")));
+    let mut page = Vec::new();
+    man.render_title(&mut page).unwrap();
+    man.render_name_section(&mut page).unwrap();
+    man.render_synopsis_section(&mut page).unwrap();
+    man.render_description_section(&mut page).unwrap();
+    man.render_options_section(&mut page).unwrap();
+    if has_subcommands {
+        man.render_subcommands_section(&mut page).unwrap();
+    }
+    page.extend_from_slice(extra.as_bytes());
+    page
+}
+
+fn completion(shell: Shell, mut command: clap::Command, name: &str) -> Vec<u8> {
+    // Into a buffer: clap_complete panics on a broken pipe.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, name, &mut script);
+    script
+}
+
+fn generated() -> Vec<(PathBuf, Vec<u8>)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let supd = || supd::cli::supd::Cli::command().name("supd");
+    let supctl = || supd::cli::supctl::Cli::command().name("supctl");
+    let mut files = vec![
+        (root.join("man/supd.8"), man_page(supd(), "8", SUPD_EXTRA)),
+        (
+            root.join("man/supctl.1"),
+            man_page(supctl(), "1", SUPCTL_EXTRA),
+        ),
+    ];
+    // One page per subcommand, as the SUBCOMMANDS section refers to them.
+    for sub in supctl()
+        .get_subcommands()
+        .filter(|c| c.get_name() != "help")
+    {
+        // clap wants &'static names; leaking a few in a test is harmless.
+        let name: &'static str = format!("supctl-{}", sub.get_name()).leak();
+        let command = sub
+            .clone()
+            .name(name)
+            .display_name(name)
+            .bin_name(format!("supctl {}", sub.get_name()));
+        let extra = ".SH SEE ALSO\n.BR supctl (1)\n";
+        files.push((
+            root.join(format!("man/{name}.1")),
+            man_page(command, "1", extra),
+        ));
+    }
+    for (name, command) in [("supd", supd()), ("supctl", supctl())] {
+        for (shell, file) in [
+            (Shell::Bash, format!("{name}.bash")),
+            (Shell::Zsh, format!("_{name}")),
+            (Shell::Fish, format!("{name}.fish")),
+        ] {
+            let path = root.join("completions").join(file);
+            files.push((path, completion(shell, command.clone(), name)));
+        }
+    }
+    files
+}
+
+#[test]
+fn man_pages_and_completions_are_up_to_date() {
+    let regenerate = std::env::var_os("SUPD_REGENERATE").is_some();
+    let mut stale = Vec::new();
+    for (path, content) in generated() {
+        assert!(!content.is_empty(), "{} came out empty", path.display());
+        if std::fs::read(&path).ok().as_deref() == Some(content.as_slice()) {
+            continue;
+        }
+        if regenerate {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &content).unwrap();
+        } else {
+            stale.push(path.display().to_string());
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "out of date: {stale:?}; run SUPD_REGENERATE=1 cargo test --test generated"
+    );
+}
+
+#[test]
+fn completions_offer_the_subcommands() {
+    let bash = completion(Shell::Bash, supd::cli::supctl::Cli::command(), "supctl");
+    let bash = String::from_utf8(bash).unwrap();
+    for word in ["status", "restart", "logs", "exec", "validate", "--socket"] {
+        assert!(
+            bash.contains(word),
+            "{word} missing from the bash completion"
+        );
+    }
+}
