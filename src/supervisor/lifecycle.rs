@@ -4,7 +4,7 @@ use super::entry::{AfterStop, Run, State, TimerKind};
 use super::restart::Decision;
 use super::{monotonic_now, Source, Supervisor};
 use crate::control::protocol::LastExit;
-use crate::runtime::net::{self, HostSide, NetPlan};
+use crate::runtime::net::{self, HostSide};
 use crate::runtime::{self, SetupError};
 use nix::errno::Errno;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -198,69 +198,12 @@ impl Supervisor {
         Ok(())
     }
 
-    /// The run's network: `auto` leases an address from the bridge subnet,
-    /// avoiding the fixed addresses of the other units on it.
-    fn plan_network(
-        &mut self,
-        name: &str,
-        unit: &crate::unit::Unit,
-    ) -> Result<Option<NetPlan>, SetupError> {
-        use crate::unit::NetworkMode;
-        let config = &unit.network;
-        match (config.mode, config.address, config.subnet) {
-            (NetworkMode::Host, _, _) => Ok(None),
-            (NetworkMode::Bridge, None, Some(subnet)) => {
-                let taken: Vec<std::net::Ipv4Addr> = self
-                    .entries
-                    .values()
-                    .filter_map(|e| e.unit.as_ref()?.network.address.map(|a| a.ip))
-                    .collect();
-                let lease = self
-                    .ipam
-                    .lease(name, subnet, config.gateway, &taken)
-                    .ok_or_else(|| {
-                        SetupError::message(
-                            "network",
-                            None::<&str>,
-                            format!("no free address left in {subnet}"),
-                        )
-                    })?;
-                Ok(Some(NetPlan::new(name, config, Some(lease))))
-            }
-            _ => Ok(Some(NetPlan::new(name, config, None))),
-        }
-    }
-
     /// Whether the unit's output goes to the journal rather than files.
     pub(super) fn logs_to_journal(&self, unit: &crate::unit::Unit) -> bool {
         match unit.logging.driver {
             crate::unit::LogDriver::Journal => true,
             crate::unit::LogDriver::File => false,
             crate::unit::LogDriver::Auto => self.options.journal_by_default,
-        }
-    }
-
-    /// Deletes the bridges supd created that no running container uses.
-    fn remove_unused_bridges(&mut self) {
-        let in_use: std::collections::BTreeSet<&str> = self
-            .entries
-            .values()
-            .filter_map(|e| e.run.as_ref()?.network.as_ref())
-            .filter(|plan| plan.config.mode == crate::unit::NetworkMode::Bridge)
-            .map(|plan| plan.config.bridge.as_str())
-            .collect();
-        let unused: Vec<String> = self
-            .bridges_created
-            .iter()
-            .filter(|b| !in_use.contains(b.as_str()))
-            .cloned()
-            .collect();
-        for bridge in unused {
-            self.bridges_created.remove(&bridge);
-            match net::remove_bridge(&bridge) {
-                Ok(()) => log::info!("removed bridge {bridge}: no unit uses it"),
-                Err(e) => log::warn!("cannot remove bridge {bridge}: {e}"),
-            }
         }
     }
 

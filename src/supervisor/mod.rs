@@ -7,6 +7,7 @@ mod handlers;
 pub mod journal;
 mod lifecycle;
 pub mod logs;
+mod networking;
 mod notify;
 mod readiness;
 mod reconcile;
