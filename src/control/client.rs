@@ -6,13 +6,15 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
+// The io errors are in the messages and not chained as sources, so that
+// supctl (anyhow, `{:#}`) prints each cause once.
 pub enum ClientError {
     #[error(
-        "cannot connect to supd at {path}: {source} (is supd running? set --socket or SUPD_SOCKET)"
+        "cannot connect to supd at {path}: {error} (is supd running? set --socket or SUPD_SOCKET)"
     )]
-    Connect { path: PathBuf, source: io::Error },
-    #[error("talking to supd at {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Connect { path: PathBuf, error: io::Error },
+    #[error("talking to supd at {path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
     #[error("supd at {path} closed the connection without answering")]
     NoAnswer { path: PathBuf },
     #[error("unexpected answer from supd at {path}: {detail}")]
@@ -20,13 +22,13 @@ pub enum ClientError {
 }
 
 pub fn call(socket: &Path, command: Command) -> Result<Response, ClientError> {
-    let io_error = |source| ClientError::Io {
+    let io_error = |error| ClientError::Io {
         path: socket.to_path_buf(),
-        source,
+        error,
     };
-    let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
+    let mut stream = UnixStream::connect(socket).map_err(|error| ClientError::Connect {
         path: socket.to_path_buf(),
-        source,
+        error,
     })?;
     let request = Request {
         v: PROTOCOL_VERSION,
