@@ -1,5 +1,9 @@
 //! supd: a declarative supervisor for long-lived Linux containers.
 
+// Everything supd handles comes from files, the kernel or the socket: a
+// panic would take every container's supervisor down. Tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod cli;
 pub mod control;
 pub mod init;

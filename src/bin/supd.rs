@@ -1,5 +1,7 @@
 //! supd: keeps one container running per unit file.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use anyhow::Context;
 use clap::Parser;
 use std::path::PathBuf;

@@ -72,11 +72,11 @@ pub fn assemble(spec: &Spec) -> Result<PathBuf, SetupError> {
     )?;
     let root = spec.staging.join("root");
     mkdir("staging", &root, 0o755)?;
-    let upper_base = match (unit.rootfs.is_some(), unit.volatile) {
-        (true, Volatile::No) => {
+    let upper_base = match (&unit.rootfs, unit.volatile) {
+        (Some(rootfs), Volatile::No) => {
             mount_step(
                 "rootfs",
-                Some(&lowers[0]),
+                Some(rootfs),
                 &root,
                 None,
                 MsFlags::MS_BIND | MsFlags::MS_REC,

@@ -208,8 +208,10 @@ impl Supervisor {
             online_cpus: HostInfo::online_cpus(),
         };
         let listener = bind_socket(&options.socket, &options.access)?;
-        let watcher = watch::UnitWatcher::new(&options.units_dirs)
-            .map_err(setup("inotify on", &options.units_dirs[0]))?;
+        let watcher = watch::UnitWatcher::new(&options.units_dirs).map_err(|e| {
+            let dirs = std::env::join_paths(&options.units_dirs).unwrap_or_default();
+            setup("inotify on", std::path::Path::new(&dirs))(e)
+        })?;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(sys("epoll"))?;
         let watch = |fd: std::os::fd::BorrowedFd<'_>, token| {
             epoll

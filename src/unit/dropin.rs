@@ -119,7 +119,10 @@ pub(super) fn attribute(mut error: UnitError, layers: &[Layer]) -> UnitError {
             error.column = column;
         }
         None => {
-            error.file = layers[0].path.clone();
+            // Blame the unit file itself (the first layer), without a line.
+            if let Some(first) = layers.first() {
+                error.file = first.path.clone();
+            }
             error.line = 0;
             error.column = 0;
         }

@@ -1,6 +1,8 @@
 //! supctl: drives a running supd over its control socket. One subcommand per
 //! request of the protocol, plus `validate`, which needs no daemon.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod logs;
 mod table;
 
