@@ -47,7 +47,7 @@ pub struct Cli {
     #[arg(
         long,
         value_name = "PATH",
-        default_value = "/run/systemd/journal/socket"
+        default_value = crate::supervisor::journal::JOURNAL_SOCKET
     )]
     pub journal_socket: PathBuf,
     /// Members of this group may use status, show and logs only.

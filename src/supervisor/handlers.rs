@@ -4,7 +4,7 @@
 use super::entry::{AfterStop, State};
 use super::logs::rotated_files;
 use super::{Goal, Supervisor, Waiter};
-use crate::control::protocol::{Body, Command, Response, UnitFailure};
+use crate::control::protocol::{Body, Command, Response, UnitFailure, UnitStatus};
 use std::path::Path;
 
 impl Supervisor {
@@ -65,23 +65,28 @@ impl Supervisor {
         })
     }
 
+    /// A waiting unit's error says what it waits for now, derived from its
+    /// dependencies' states rather than stored; a config error comes first.
+    fn live_error(&self, mut status: UnitStatus) -> UnitStatus {
+        let Some(entry) = self.entries.get(&status.name).filter(|e| e.waiting) else {
+            return status;
+        };
+        if entry.config_error.is_none() {
+            let deps = entry.unit.as_ref().map_or(&[][..], |u| &u.depends_on);
+            status.error = self.unmet_dependencies(deps).or(status.error);
+        }
+        status
+    }
+
     fn status(&mut self, names: &[String]) -> Response {
         let now = super::monotonic_now();
-        let mut units: Vec<_> = self
+        let units: Vec<_> = self
             .entries
             .values_mut()
             .filter(|e| names.is_empty() || names.contains(&e.name))
             .map(|e| e.status_now(now))
             .collect();
-        // What a waiting unit waits for changes with its dependencies' states.
-        for unit in &mut units {
-            let Some(entry) = self.entries.get(&unit.name).filter(|e| e.waiting) else {
-                continue;
-            };
-            if let Some(deps) = entry.unit.as_ref().map(|u| &u.depends_on) {
-                unit.error = self.unmet_dependencies(deps).or(unit.error.take());
-            }
-        }
+        let units = units.into_iter().map(|u| self.live_error(u)).collect();
         Response::new(Body::Status { units })
     }
 
@@ -269,7 +274,7 @@ impl Supervisor {
                 (!ok).then(|| UnitFailure {
                     name: name.clone(),
                     state: entry.state.as_str().to_string(),
-                    error: entry.status().error,
+                    error: self.live_error(entry.status()).error,
                 })
             })
             .collect();

@@ -24,6 +24,17 @@ fn set_nonblocking(file: &File) {
     );
 }
 
+/// SIGKILL to the container's init (the kernel then kills its PID
+/// namespace) and to every process of its cgroup, in case some left it.
+pub(super) fn kill_container(name: &str, run: &Run) {
+    if let Err(e) = send_signal(run, libc::SIGKILL) {
+        log::warn!("{name}: cannot kill: {e}");
+    }
+    if let Err(e) = run.cgroup.kill_all() {
+        log::warn!("{name}: cannot kill through the cgroup: {e}");
+    }
+}
+
 pub(super) fn send_signal(run: &Run, signal: i32) -> io::Result<()> {
     // SAFETY: pidfd_send_signal on a pidfd we own, no siginfo.
     let ret = unsafe {
@@ -65,8 +76,10 @@ impl Supervisor {
             if !entry.waiting {
                 log::info!("{name}: {why}");
             }
+            // What it waits for is derived when asked (`live_error`): it
+            // changes with the dependencies' states.
             entry.waiting = true;
-            entry.run_error = Some(why);
+            entry.run_error = None;
             entry.set_state(State::Starting);
             return;
         }
@@ -281,12 +294,7 @@ impl Supervisor {
             return;
         };
         log::warn!("{name}: stop timeout passed, killing every process of the container");
-        if let Err(e) = send_signal(run, libc::SIGKILL) {
-            log::warn!("{name}: cannot kill: {e}");
-        }
-        if let Err(e) = run.cgroup.kill_all() {
-            log::warn!("{name}: cannot kill through the cgroup: {e}");
-        }
+        kill_container(name, run);
     }
 
     /// The only place supd calls waitpid.

@@ -175,12 +175,7 @@ impl Supervisor {
             None::<&str>,
             format!("{waiting_for} within {}s", timeout.as_secs_f64()),
         ));
-        if let Err(e) = super::lifecycle::send_signal(run, libc::SIGKILL) {
-            log::warn!("{name}: cannot kill: {e}");
-        }
-        if let Err(e) = run.cgroup.kill_all() {
-            log::warn!("{name}: cannot kill through the cgroup: {e}");
-        }
+        super::lifecycle::kill_container(name, run);
     }
 }
 
