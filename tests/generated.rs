@@ -63,7 +63,7 @@ Success.
 An error, or a unit did not reach the asked-for state.
 .TP
 .B 3
-\fBstatus\fR: a named unit is not running (or not ready).
+\fBstatus\fR: a named unit is neither running nor ready.
 .TP
 .B 4
 \fBstatus\fR: a named unit is unknown.
