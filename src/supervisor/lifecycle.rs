@@ -112,7 +112,7 @@ impl Supervisor {
             SetupError::message("cgroup", None::<&str>, e.to_string())
         };
         let cgroup = self.cgroups.create(name).map_err(cgroup_error)?;
-        if let Err(e) = cgroup.apply(&unit.resources, None) {
+        if let Err(e) = cgroup.apply_initial(&unit.resources) {
             self.remove_cgroup(cgroup);
             return Err(cgroup_error(e));
         }
@@ -152,8 +152,11 @@ impl Supervisor {
             .logs_to_journal(unit)
             .then(|| super::journal::JournalSink::new(&self.options.journal_socket, name));
         let mut host_side = HostSide::default();
-        let place = |pid| {
-            cgroup.add_process(pid).map_err(|e| e.to_string())?;
+        let into_cgroup = cgroup.clone_target();
+        let place = |pid, placed: bool| {
+            if !placed {
+                cgroup.add_process(pid).map_err(|e| e.to_string())?;
+            }
             if let Some(maps) = &id_maps {
                 runtime::userns::write_maps(pid, maps)
                     .map_err(|e| format!("user namespace: {e}"))?;
@@ -169,6 +172,7 @@ impl Supervisor {
             id_maps.as_ref(),
             &self.options.dirs,
             &self.exe,
+            into_cgroup.as_ref(),
             place,
         );
         if let Some(bridge) = host_side.created_bridge {

@@ -164,8 +164,14 @@ impl Cgroups {
                     }
                     let dir = hierarchy.join(parent);
                     make_dir(&dir)?;
+                    // Configured once here, so that every container's cgroup
+                    // starts with it at mkdir: fewer writes on each start.
                     if controller == "cpuset" {
                         inherit_cpuset(&hierarchy, &dir)?;
+                        write(&dir.join("cgroup.clone_children"), "1")?;
+                    }
+                    if controller == "devices" {
+                        restrict_devices(&dir)?;
                     }
                     parents.push((controller, dir));
                 }
@@ -200,26 +206,28 @@ impl Cgroups {
         }
     }
 
-    /// Creates the container's cgroup(s), empty of processes.
+    /// Creates the container's cgroup(s), empty of processes. A new v1
+    /// cgroup inherits the parent's cpuset (clone_children) and device
+    /// rules; one left over from an earlier run gets them written.
     pub fn create(&self, name: &str) -> Result<Cgroup, CgroupError> {
         let mut dirs = Vec::with_capacity(self.parents.len());
+        let mut fresh = true;
         for (controller, parent) in &self.parents {
             let dir = parent.join(name);
-            make_dir(&dir)?;
-            if *controller == "cpuset" {
+            let created = make_dir(&dir)?;
+            fresh &= created;
+            if *controller == "cpuset" && !created {
                 inherit_cpuset(parent, &dir)?;
             }
-            if *controller == "devices" {
-                write(&dir.join("devices.deny"), "a")?;
-                for rule in DEVICE_ALLOWLIST {
-                    write(&dir.join("devices.allow"), rule)?;
-                }
+            if *controller == "devices" && !created {
+                restrict_devices(&dir)?;
             }
             dirs.push((*controller, dir));
         }
         Ok(Cgroup {
             layout: self.layout,
             dirs,
+            fresh,
         })
     }
 
@@ -260,10 +268,11 @@ pub fn delegated_parent(root: &Path) -> Result<Option<String>, CgroupError> {
     Ok(Some(format!("{own}/containers")))
 }
 
-fn make_dir(dir: &Path) -> Result<(), CgroupError> {
+/// Whether the directory was created (false: it existed).
+fn make_dir(dir: &Path) -> Result<bool, CgroupError> {
     match fs::create_dir(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(CgroupError::Io {
             op: "mkdir",
             path: dir.to_path_buf(),
@@ -281,6 +290,15 @@ fn inherit_cpuset(parent: &Path, dir: &Path) -> Result<(), CgroupError> {
             let value = read(&parent.join(file))?;
             write(&dir.join(file), value.trim())?;
         }
+    }
+    Ok(())
+}
+
+/// v1 devices: nothing but the nodes of the container's minimal /dev.
+fn restrict_devices(dir: &Path) -> Result<(), CgroupError> {
+    write(&dir.join("devices.deny"), "a")?;
+    for rule in DEVICE_ALLOWLIST {
+        write(&dir.join("devices.allow"), rule)?;
     }
     Ok(())
 }
@@ -316,6 +334,9 @@ pub(crate) fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
 pub struct Cgroup {
     layout: Layout,
     dirs: Vec<(&'static str, PathBuf)>,
+    /// Every directory was created by `create`, so every limit is at the
+    /// kernel's default.
+    fresh: bool,
 }
 
 impl Cgroup {
@@ -338,12 +359,38 @@ impl Cgroup {
         self.dirs.iter().map(|(_, dir)| dir.as_path())
     }
 
+    /// On v2, the directory for clone3's CLONE_INTO_CGROUP, so that the
+    /// container's first process starts in its cgroup with no migration.
+    /// None on v1, which has one hierarchy per controller, or if it cannot
+    /// be opened (the caller then migrates the process).
+    pub fn clone_target(&self) -> Option<fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        if self.layout != Layout::V2 {
+            return None;
+        }
+        fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(self.dir("")?)
+            .ok()
+    }
+
     /// Moves a process (and so everything it will fork) into the cgroup.
     pub fn add_process(&self, pid: Pid) -> Result<(), CgroupError> {
         for (_, dir) in &self.dirs {
             write(&dir.join("cgroup.procs"), &pid.to_string())?;
         }
         Ok(())
+    }
+
+    /// The limits of a container about to start. A fresh cgroup already has
+    /// the defaults, so only the unit's own limits are written.
+    pub fn apply_initial(&self, resources: &Resources) -> Result<Vec<String>, CgroupError> {
+        let mut writes = plan_writes(self.layout, resources, None, &device_numbers)?;
+        if self.fresh {
+            writes.retain(|w| w.required);
+        }
+        self.write_all(writes)
     }
 
     /// Writes every limit (and resets the ones no longer set), reading each
@@ -353,7 +400,15 @@ impl Cgroup {
         resources: &Resources,
         previous: Option<&Resources>,
     ) -> Result<Vec<String>, CgroupError> {
-        let writes = plan_writes(self.layout, resources, previous, &device_numbers)?;
+        self.write_all(plan_writes(
+            self.layout,
+            resources,
+            previous,
+            &device_numbers,
+        )?)
+    }
+
+    fn write_all(&self, writes: Vec<limits::Write>) -> Result<Vec<String>, CgroupError> {
         let mut applied = Vec::new();
         for w in writes {
             let Some(dir) = self.dir(w.controller) else {
