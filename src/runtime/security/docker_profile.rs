@@ -1,13 +1,13 @@
 //! Seccomp profiles in Docker's JSON format, a documented subset:
 //! `defaultAction` and each rule's `action` are SCMP_ACT_ALLOW or
-//! SCMP_ACT_ERRNO (EPERM, or `errnoRet`), one the opposite of the other (an
-//! allowlist or a denylist); rules name syscalls in `names` (or `name`).
+//! SCMP_ACT_ERRNO (EPERM, or `errnoRet`); rules name syscalls in `names`
+//! (or `name`).
 //! Argument conditions (`args`), capability conditions (`includes`,
 //! `excludes`), other actions and unknown syscall names are errors, never
 //! silently dropped. `architectures` must include SCMP_ARCH_X86_64.
 
-use super::seccomp::{compile, with_x32_guard};
-use super::syscalls;
+use super::seccomp::syscall_u32;
+use super::{bpf, syscalls};
 use seccompiler::{BpfProgram, SeccompAction};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -66,8 +66,7 @@ pub fn parse(text: &str) -> Result<Vec<BpfProgram>, String> {
         return Err("architectures does not include SCMP_ARCH_X86_64".into());
     }
     let default = action(&profile.default_action, profile.default_errno_ret)?;
-    let mut rules = BTreeMap::new();
-    let mut on_match: Option<SeccompAction> = None;
+    let mut actions = BTreeMap::new();
     for (index, rule) in profile.syscalls.iter().enumerate() {
         if !rule.args.is_empty() || !rule.includes.is_empty() || !rule.excludes.is_empty() {
             return Err(format!(
@@ -78,30 +77,16 @@ pub fn parse(text: &str) -> Result<Vec<BpfProgram>, String> {
         if rule_action == default {
             continue;
         }
-        if on_match.as_ref().is_some_and(|a| *a != rule_action) {
-            return Err(format!(
-                "syscalls[{index}]: every rule must have the same action"
-            ));
-        }
-        on_match = Some(rule_action);
         for name in rule.names.iter().chain(rule.name.iter()) {
             let nr = syscalls::number(name)
                 .ok_or_else(|| format!("syscalls[{index}]: unknown syscall {name:?}"))?;
-            rules.insert(nr, Vec::new());
+            actions.insert(syscall_u32(nr)?, u32::from(rule_action.clone()));
         }
     }
-    let Some(on_match) = on_match else {
-        return Ok(match default {
-            SeccompAction::Allow => Vec::new(),
-            // Everything denied: a filter that matches no syscall.
-            _ => vec![compile(BTreeMap::new(), SeccompAction::Allow).map(with_x32_guard)?],
-        });
-    };
-    let filter =
-        seccompiler::SeccompFilter::new(rules, default, on_match, seccompiler::TargetArch::x86_64)
-            .map_err(|e| e.to_string())?;
-    let program = BpfProgram::try_from(filter).map_err(|e| e.to_string())?;
-    Ok(vec![with_x32_guard(program)])
+    if actions.is_empty() && default == SeccompAction::Allow {
+        return Ok(Vec::new());
+    }
+    Ok(vec![bpf::syscall_map(&actions, u32::from(default))?])
 }
 
 #[cfg(test)]

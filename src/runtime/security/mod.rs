@@ -1,6 +1,7 @@
 //! The workload's privileges: no_new_privs, seccomp, capabilities. Every
 //! step's failure fails the start; nothing here is best-effort.
 
+mod bpf;
 mod docker_profile;
 pub mod seccomp;
 mod syscalls;

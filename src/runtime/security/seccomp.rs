@@ -1,13 +1,12 @@
 //! The default seccomp profile, modelled on Docker's: the syscalls Docker
 //! keeps from a container with the default capabilities return EPERM.
-//! Compiled with seccompiler (pure Rust, so the binary stays static) rather
-//! than libseccomp, whose static build needs libseccomp.a and extra flags.
+//! Compiled in pure Rust by `bpf` (so the binary stays static) rather than
+//! by libseccomp, whose static build needs libseccomp.a and extra flags;
+//! seccompiler installs the result.
 
+use super::bpf::{self, Verdict};
 use crate::unit::security::Seccomp;
-use seccompiler::{
-    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
-    SeccompFilter, SeccompRule, TargetArch,
-};
+use seccompiler::BpfProgram;
 use std::collections::BTreeMap;
 
 /// Denied outright: kernel modules, kexec, reboot, clock and swap control,
@@ -84,10 +83,6 @@ const NAMESPACE_FLAGS: [libc::c_int; 7] = [
     libc::CLONE_NEWCGROUP,
 ];
 
-/// x32 syscalls carry this bit; the arch check cannot tell them apart, so
-/// they are refused before the per-syscall rules.
-const X32_SYSCALL_BIT: u32 = 0x4000_0000;
-
 /// The programs to install for `profile`, in order (none when unconfined).
 pub fn programs(profile: &Seccomp) -> Result<Vec<BpfProgram>, String> {
     match profile {
@@ -98,96 +93,49 @@ pub fn programs(profile: &Seccomp) -> Result<Vec<BpfProgram>, String> {
 }
 
 fn default_programs(allow: &[String]) -> Result<Vec<BpfProgram>, String> {
-    let error = |e: seccompiler::BackendError| e.to_string();
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    let eperm = bpf::ret_errno(libc::EPERM);
+    let mut verdicts = BTreeMap::new();
     for name in DENIED
         .iter()
         .filter(|name| !allow.iter().any(|a| a == *name))
     {
         let nr = super::syscalls::number(name).ok_or_else(|| format!("unknown syscall {name}"))?;
-        rules.insert(nr, Vec::new());
+        verdicts.insert(syscall_u32(nr)?, Verdict::Always(eperm));
     }
-    let namespace_rules = NAMESPACE_FLAGS
+    // clone3 passes its flags in memory, out of a filter's reach: answer
+    // ENOSYS so that the C library falls back to clone, which is checked.
+    verdicts.insert(
+        syscall_u32(libc::SYS_clone3)?,
+        Verdict::Always(bpf::ret_errno(libc::ENOSYS)),
+    );
+    let namespaces = NAMESPACE_FLAGS
         .iter()
-        .map(|flag| {
-            let flag = *flag as u64;
-            SeccompCondition::new(
-                0,
-                SeccompCmpArgLen::Qword,
-                SeccompCmpOp::MaskedEq(flag),
-                flag,
-            )
-            .and_then(|c| SeccompRule::new(vec![c]))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(error)?;
-    rules.insert(libc::SYS_clone, namespace_rules);
+        .fold(0, |mask, flag| mask | *flag as u32);
+    verdicts.insert(
+        syscall_u32(libc::SYS_clone)?,
+        Verdict::AnyBit {
+            arg: 0,
+            mask: namespaces,
+            action: eperm,
+        },
+    );
     // Device nodes: cgroup v2 has no devices file, so without this a
     // container with CAP_MKNOD could make a node for a host disk and open
     // it. FIFOs and sockets stay allowed.
     for (syscall, mode_arg) in [(libc::SYS_mknod, 1), (libc::SYS_mknodat, 2)] {
-        let device_rules = [libc::S_IFBLK, libc::S_IFCHR]
-            .iter()
-            .map(|kind| {
-                let condition = SeccompCondition::new(
-                    mode_arg,
-                    SeccompCmpArgLen::Dword,
-                    SeccompCmpOp::MaskedEq(u64::from(libc::S_IFMT)),
-                    u64::from(*kind),
-                );
-                condition.and_then(|c| SeccompRule::new(vec![c]))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(error)?;
-        rules.insert(syscall, device_rules);
+        let devices = Verdict::MaskedIn {
+            arg: mode_arg,
+            mask: libc::S_IFMT,
+            values: vec![libc::S_IFBLK, libc::S_IFCHR],
+            action: eperm,
+        };
+        verdicts.insert(syscall_u32(syscall)?, devices);
     }
-    let eperm = compile(rules, SeccompAction::Errno(libc::EPERM as u32))?;
-    // clone3 passes its flags in memory, out of a filter's reach: answer
-    // ENOSYS so that the C library falls back to clone, which is checked.
-    let clone3 = compile(
-        BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
-        SeccompAction::Errno(libc::ENOSYS as u32),
-    )?;
-    Ok(vec![with_x32_guard(eperm), clone3])
+    Ok(vec![bpf::syscall_verdicts(&verdicts, bpf::RET_ALLOW)?])
 }
 
-pub(super) fn compile(
-    rules: BTreeMap<i64, Vec<SeccompRule>>,
-    on_match: SeccompAction,
-) -> Result<BpfProgram, String> {
-    let filter = SeccompFilter::new(rules, SeccompAction::Allow, on_match, TargetArch::x86_64)
-        .map_err(|e| e.to_string())?;
-    BpfProgram::try_from(filter).map_err(|e| e.to_string())
-}
-
-/// Prepends: load the syscall number; if it has the x32 bit, return EPERM.
-pub(super) fn with_x32_guard(program: BpfProgram) -> BpfProgram {
-    const BPF_LD_W_ABS: u16 = 0x20;
-    const BPF_JMP_JGE_K: u16 = 0x35;
-    const BPF_RET_K: u16 = 0x06;
-    const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
-    let mut guarded = vec![
-        sock_filter {
-            code: BPF_LD_W_ABS,
-            jt: 0,
-            jf: 0,
-            k: 0,
-        },
-        sock_filter {
-            code: BPF_JMP_JGE_K,
-            jt: 0,
-            jf: 1,
-            k: X32_SYSCALL_BIT,
-        },
-        sock_filter {
-            code: BPF_RET_K,
-            jt: 0,
-            jf: 0,
-            k: SECCOMP_RET_ERRNO | libc::EPERM as u32,
-        },
-    ];
-    guarded.extend(program);
-    guarded
+pub(super) fn syscall_u32(nr: i64) -> Result<u32, String> {
+    u32::try_from(nr).map_err(|_| format!("syscall number {nr} out of range"))
 }
 
 pub fn install(programs: &[BpfProgram]) -> Result<(), String> {
