@@ -8,18 +8,19 @@ cd "$(dirname "$0")/.."
 need_root
 ensure_packages busybox-static
 ensure_rust
-cargo build --release --quiet
+export_static_flags
+cargo build --release --quiet --target "$SUPD_TARGET"
 demo="$PWD/.demo"
 mkdir -p "$demo"
 cat <<MSG
 supd is starting on examples/. In another terminal:
   export SUPD_SOCKET=$demo/supd.sock
-  $PWD/target/release/supctl status
-  $PWD/target/release/supctl logs -f ticker
+  $PWD/$SUPD_RELEASE/supctl status
+  $PWD/$SUPD_RELEASE/supctl logs -f ticker
   curl http://127.0.0.1:8080/
 Press Ctrl-C here to stop all containers and exit.
 MSG
-exec target/release/supd \
+exec "$SUPD_RELEASE/supd" \
   --units-dir "$PWD/examples" \
   --state-dir "$demo/state" \
   --runtime-dir "$demo/run" \

@@ -28,3 +28,15 @@ ensure_rust() {
   rustup default stable
   export PATH="$HOME/.cargo/bin:$PATH"
 }
+
+# supd ships as a static, non-PIE executable: every container's init is a
+# fresh exec of it, and without a dynamic loader and relocations each start
+# is about 0.3 ms faster and each init has ~100 kB less private memory
+# (measured by scripts/bench.sh). An explicit --target keeps these flags
+# off build scripts and proc macros, which must stay dynamic.
+host_target() { rustc -vV | sed -n 's/^host: //p'; }
+export_static_flags() {
+  export RUSTFLAGS='-C target-feature=+crt-static -C relocation-model=static'
+  SUPD_TARGET=$(host_target)
+  SUPD_RELEASE="target/$SUPD_TARGET/release"
+}

@@ -1,6 +1,7 @@
 //! supd: keeps one container running per unit file.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#![no_main]
 
 use anyhow::Context;
 use clap::Parser;
@@ -10,15 +11,34 @@ use supd::control::access::{group_id, AccessPolicy};
 use supd::runtime::{Dirs, INIT_STAGE_ARG};
 use supd::supervisor::{Options, Supervisor};
 
-fn main() -> anyhow::Result<()> {
-    // The container init stage re-executes this binary; it must not pay for
-    // argument parsing or logging setup.
+/// Entered from the C runtime, without std's `main` wrapper: every
+/// container start re-executes this binary as the init stage, which then
+/// skips std's runtime setup (stdio checks, a read of /proc/self/maps for
+/// the stack guard, the stack-overflow handler: some 17 system calls and
+/// heap it would keep), besides argument parsing and logging. std's
+/// arguments still work: glibc hands them over before main.
+#[unsafe(no_mangle)]
+pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     if std::env::args_os()
         .nth(1)
         .is_some_and(|a| a == INIT_STAGE_ARG)
     {
         supd::runtime::setup::run_init_stage();
     }
+    // What std's runtime does for an ordinary main: a closed client socket
+    // must be an EPIPE error, not the end of supd.
+    // SAFETY: changes a signal disposition; no handler is involved.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    match daemon() {
+        Ok(()) => 0,
+        Err(error) => {
+            eprintln!("Error: {error:?}");
+            1
+        }
+    }
+}
+
+fn daemon() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let under_journal = supd::supervisor::journal::stderr_is_journal();
     init_logging(under_journal);

@@ -102,3 +102,42 @@ fn wait_signal(timeout: Option<Duration>) -> Option<i32> {
         }
     }
 }
+
+/// The init lives as long as its container, and every container has one:
+/// what the setup used (parsed spec, mount tables, deep call stacks) would
+/// stay as private memory of each. Called once setup is over, before `run`.
+pub fn release_setup_memory() {
+    release_unused_stack();
+    // SAFETY: malloc_trim only hands free heap pages back to the kernel.
+    unsafe { libc::malloc_trim(0) };
+}
+
+/// Drops the pages of the main stack below the current frame: setup's
+/// deeper calls touched them and nothing lives there any more.
+fn release_unused_stack() {
+    const PAGE: usize = 4096;
+    // Room for this function's own frame and the madvise call below it.
+    const MARGIN: usize = PAGE;
+    let marker = 0u8;
+    let here = std::hint::black_box(std::ptr::addr_of!(marker)) as usize;
+    let Some(low) = stack_start() else {
+        return;
+    };
+    let end = here.saturating_sub(MARGIN) & !(PAGE - 1);
+    if end <= low {
+        return;
+    }
+    // SAFETY: [low, end) lies in this process's main stack below the live
+    // frames (and below the red zone, which is 128 bytes); signals are
+    // blocked, so no handler frame can be there. Dropped pages read back as
+    // zeros if the init ever grows its stack that deep again.
+    unsafe { libc::madvise(low as *mut libc::c_void, end - low, libc::MADV_DONTNEED) };
+}
+
+/// The lowest address of the `[stack]` mapping, from /proc/self/maps.
+fn stack_start() -> Option<usize> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let line = maps.lines().find(|l| l.ends_with("[stack]"))?;
+    let (start, _) = line.split_once('-')?;
+    usize::from_str_radix(start, 16).ok()
+}

@@ -95,6 +95,8 @@ pub fn run_init_stage() -> ! {
         }
         Ok(ForkResult::Parent { child }) => {
             drop(report);
+            drop((spec, credentials));
+            crate::init::release_setup_memory();
             let code = crate::init::run(child, LEFTOVER_GRACE);
             std::process::exit(code);
         }
