@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit tests and the root
-# integration tests (real containers on a busybox rootfs the tests build).
+# The whole test suite: formatting, lints, unit tests, the root integration
+# tests (real containers on a busybox rootfs the tests build), the package,
+# a quick run of the benchmarks, and the integration tests on cgroup v2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -20,5 +21,7 @@ echo "== cargo test (unit and root integration tests)"
 cargo test --quiet 2>&1
 echo "== the Debian package builds, installs and runs (dpkg, no systemctl)"
 bash scripts/package-test.sh
+echo "== the benchmark suite runs (a few iterations, timings not checked)"
+SUPD_BENCH_QUICK=1 bash scripts/bench.sh >/dev/null
 echo "== the same root integration tests on a pure cgroup v2 kernel (QEMU, TCG)"
 bash scripts/vm-test.sh

@@ -1,0 +1,210 @@
+//! Many containers: churn, one edit among hundreds of units, footprint and
+//! the idle cost.
+
+use crate::common::{busybox_rootfs, cgroup_dirs, Daemon};
+use crate::probe::{request, Probe};
+use std::collections::HashSet;
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use supd::control::protocol::{Body, Command, UnitStatus};
+
+/// A long-running unit that reports once it runs.
+fn reporting_unit(probe: &Probe, name: &str) -> String {
+    probe.unit(
+        &format!("[/bin/sh, -c, '/bin/sd-notify {name}; exec /bin/sleep 1000000']"),
+        "",
+    )
+}
+
+fn sleeping_unit() -> String {
+    format!(
+        "rootfs: {}\nexec: [/bin/sleep, '1000000']\n",
+        busybox_rootfs().display()
+    )
+}
+
+pub fn all_status(daemon: &Daemon) -> Vec<UnitStatus> {
+    match request(daemon, Command::Status { names: vec![] }) {
+        Body::Status { units } => units,
+        other => panic!("status: {other:?}"),
+    }
+}
+
+/// Waits (untimed) until `count` units run.
+pub fn wait_running(daemon: &Daemon, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let units = all_status(daemon);
+        let running = units.iter().filter(|u| u.state == "running").count();
+        if running >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {running} of {count} units run"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// No container of the daemon is left: no cgroup, no staging directory.
+fn all_cleaned(daemon: &Daemon) -> bool {
+    let has_children = |dir: &Path| {
+        fs::read_dir(dir).is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.path().is_dir())))
+    };
+    let staging = daemon.dir.join("run/containers");
+    !cgroup_dirs(&daemon.dir).iter().any(|d| has_children(d)) && !has_children(&staging)
+}
+
+pub struct Churn {
+    pub up: Vec<Duration>,
+    pub down: Vec<Duration>,
+}
+
+/// `count` unit files dropped at once until every workload reported; then all
+/// deleted at once until every container is stopped and cleaned up.
+pub fn churn(daemon: &Daemon, probe: &Probe, count: usize, rounds: usize) -> Churn {
+    let mut result = Churn {
+        up: Vec::new(),
+        down: Vec::new(),
+    };
+    let names: Vec<String> = (0..count).map(|i| format!("churn-{i}")).collect();
+    let units: Vec<String> = names.iter().map(|n| reporting_unit(probe, n)).collect();
+    for _ in 0..rounds {
+        probe.drain();
+        let began = Instant::now();
+        for (name, unit) in names.iter().zip(&units) {
+            daemon.write_unit(name, unit);
+        }
+        let mut seen = HashSet::new();
+        while seen.len() < count {
+            seen.insert(probe.next().1);
+        }
+        result.up.push(began.elapsed());
+
+        let began = Instant::now();
+        for name in &names {
+            fs::remove_file(daemon.units.join(format!("{name}.yaml"))).unwrap();
+        }
+        let deadline = began + Duration::from_secs(60);
+        while !all_cleaned(daemon) {
+            assert!(Instant::now() < deadline, "churn units never cleaned up");
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        result.down.push(began.elapsed());
+        while !all_status(daemon).is_empty() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    result
+}
+
+/// `total` running units; one of them edited, until its new workload ran.
+pub fn edit_among(daemon: &Daemon, probe: &Probe, total: usize, count: usize) -> Vec<Duration> {
+    for i in 1..total {
+        daemon.write_unit(&format!("r{i}"), &sleeping_unit());
+    }
+    daemon.write_unit("edited", &reporting_unit(probe, "edited-0"));
+    wait_running(daemon, total);
+    let mut samples = Vec::new();
+    for k in 1..=count {
+        let text = format!("edited-{k}");
+        let unit = reporting_unit(probe, &text);
+        probe.drain();
+        let began = Instant::now();
+        daemon.write_unit("edited", &unit);
+        samples.push(probe.wait_for(&text) - began);
+    }
+    samples
+}
+
+pub struct Footprint {
+    pub idle_rss: u64,
+    pub busy_rss: u64,
+    pub init_rss: u64,
+    pub init_private_dirty: u64,
+    pub idle_cpu: Duration,
+    pub idle_wakeups: u64,
+    pub idle_for: Duration,
+}
+
+/// A field of /proc/PID/status or smaps_rollup, in bytes.
+fn kb_field(path: &str, field: &str) -> u64 {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+fn count_field(path: &str, field: &str) -> u64 {
+    kb_field(path, field) / 1024
+}
+
+/// utime + stime of a process.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+fn switches(pid: u32) -> u64 {
+    let path = format!("/proc/{pid}/status");
+    count_field(&path, "voluntary_ctxt_switches") + count_field(&path, "nonvoluntary_ctxt_switches")
+}
+
+fn median(mut values: Vec<u64>) -> u64 {
+    values.sort_unstable();
+    values.get(values.len() / 2).copied().unwrap_or(0)
+}
+
+/// supd's RSS with no container and with `count`; the inits' memory; supd's
+/// CPU time and context switches while `count` containers idle for `idle`.
+pub fn footprint(daemon: &Daemon, count: usize, idle: Duration) -> Footprint {
+    let supd = daemon.daemon_pid();
+    let status = format!("/proc/{supd}/status");
+    std::thread::sleep(Duration::from_secs(1));
+    let idle_rss = kb_field(&status, "VmRSS");
+    for i in 0..count {
+        daemon.write_unit(&format!("f{i}"), &sleeping_unit());
+    }
+    wait_running(daemon, count);
+    std::thread::sleep(Duration::from_secs(1));
+    let busy_rss = kb_field(&status, "VmRSS");
+    // Freshly built binaries have dirty page-cache pages, which smaps
+    // would count as the init's private dirty memory.
+    nix::unistd::sync();
+    let inits: Vec<i32> = all_status(daemon).iter().filter_map(|u| u.pid).collect();
+    let rollup = |pid: &i32| format!("/proc/{pid}/smaps_rollup");
+    let init_rss = median(inits.iter().map(|p| kb_field(&rollup(p), "Rss")).collect());
+    let init_private_dirty = median(
+        inits
+            .iter()
+            .map(|p| kb_field(&rollup(p), "Private_Dirty"))
+            .collect(),
+    );
+    let cpu_before = cpu_time(supd);
+    let switches_before = switches(supd);
+    let began = Instant::now();
+    std::thread::sleep(idle);
+    let idle_for = began.elapsed();
+    Footprint {
+        idle_rss,
+        busy_rss,
+        init_rss,
+        init_private_dirty,
+        idle_cpu: cpu_time(supd).saturating_sub(cpu_before),
+        idle_wakeups: switches(supd) - switches_before,
+        idle_for,
+    }
+}

@@ -1,0 +1,298 @@
+//! supd's benchmark suite, on a real daemon as root, with the anchors
+//! (`unshare`, crun, runc) measured in the same run:
+//! `cargo bench --bench suite` (or `scripts/bench.sh`, which installs the
+//! anchors first). SUPD_BENCH_QUICK=1 runs a few iterations of everything,
+//! as the test suite does to keep the benchmarks working; SUPD_BENCH_IDLE
+//! sets the idle measurement in seconds (default 60).
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+mod anchors;
+mod fleet;
+mod lifecycle;
+mod planning;
+mod probe;
+mod stats;
+
+use stats::{kib, ms, ratio, summarize, timing, Summary, Table};
+use std::time::Duration;
+
+struct Sizes {
+    starts: usize,
+    idle_starts: usize,
+    rounds: usize,
+    churn: usize,
+    edit_total: usize,
+    footprint: usize,
+    idle: Duration,
+}
+
+impl Sizes {
+    fn from_env() -> Sizes {
+        let quick = std::env::var_os("SUPD_BENCH_QUICK").is_some_and(|v| v != "0");
+        let idle = std::env::var("SUPD_BENCH_IDLE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(if quick { 2 } else { 60 });
+        let idle = Duration::from_secs(idle);
+        if quick {
+            Sizes {
+                starts: 10,
+                idle_starts: 5,
+                rounds: 2,
+                churn: 50,
+                edit_total: 50,
+                footprint: 20,
+                idle,
+            }
+        } else {
+            Sizes {
+                starts: 100,
+                idle_starts: 30,
+                rounds: 10,
+                churn: 50,
+                edit_total: 500,
+                footprint: 100,
+                idle,
+            }
+        }
+    }
+}
+
+/// Idle time before each start of the "after idle" measurements: long
+/// enough for the kernel to leave the fast path a previous cgroup migration
+/// left it in (see README, Benchmarks).
+const IDLE_GAP: Duration = Duration::from_millis(250);
+
+struct Anchors {
+    floor: Option<Summary>,
+    crun: Option<Summary>,
+    runc: Option<Summary>,
+    crun_after_idle: Option<Summary>,
+}
+
+fn anchors(sizes: &Sizes, table: &mut Table) -> Anchors {
+    let dir = std::env::temp_dir().join(format!("supd-bench-oci-{}", std::process::id()));
+    let bundle = anchors::bundle(&dir, common::busybox_rootfs());
+    let run = |tool: &str, count: usize, gap: Duration| -> Option<Summary> {
+        if !anchors::installed(tool) {
+            eprintln!("  ({tool} not installed: scripts/bench.sh installs it)");
+            return None;
+        }
+        let bundle = bundle.as_ref()?.to_string_lossy().to_string();
+        let state = dir.join(tool).to_string_lossy().to_string();
+        let id = format!("supd-bench-{}-{{i}}", std::process::id());
+        let argv = [tool, "--root", &state, "run", "--bundle", &bundle, &id];
+        Some(summarize(&anchors::measure(count, gap, &argv)?))
+    };
+    let floor = ["unshare", "-fpmui", "--mount-proc", "true"];
+    let floor = anchors::measure(sizes.starts, Duration::ZERO, &floor).map(|s| summarize(&s));
+    let found = Anchors {
+        floor,
+        crun: run("crun", sizes.starts, Duration::ZERO),
+        runc: run("runc", sizes.starts, Duration::ZERO),
+        crun_after_idle: run("crun", sizes.idle_starts, IDLE_GAP),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    for (what, summary) in [
+        ("floor: `unshare -fpmui --mount-proc true`", found.floor),
+        ("crun 1.8 run /bin/true", found.crun),
+        ("runc 1.1 run /bin/true", found.runc),
+        (
+            "crun 1.8 run /bin/true, each after 250 ms idle",
+            found.crun_after_idle,
+        ),
+    ] {
+        if let Some(summary) = summary {
+            let compared = found
+                .floor
+                .map_or("-".into(), |f| ratio(summary, f) + " floor");
+            table.add(what, timing(summary), compared, "anchor");
+        }
+    }
+    found
+}
+
+/// "1.20x floor, crun 4.1x slower".
+fn against(summary: Summary, anchors: &Anchors) -> String {
+    let mut parts = Vec::new();
+    if let Some(floor) = anchors.floor {
+        parts.push(format!("{} floor", ratio(summary, floor)));
+    }
+    for (name, anchor) in [("crun", anchors.crun), ("runc", anchors.runc)] {
+        if let Some(anchor) = anchor {
+            parts.push(format!("{name} {} slower", ratio(anchor, summary)));
+        }
+    }
+    parts.join(", ")
+}
+
+fn single_container(sizes: &Sizes, anchors: &Anchors, table: &mut Table) {
+    let daemon = common::Daemon::start_with_env(&[], &[("RUST_LOG", "warn")]);
+    let probe = probe::Probe::new(&daemon);
+    let one_shot = summarize(&lifecycle::one_shot(&daemon, sizes.starts));
+    table.add(
+        "one-shot /bin/true: start until reaped",
+        timing(one_shot),
+        against(one_shot, anchors),
+        "",
+    );
+    let starts = lifecycle::start_latency(&daemon, &probe, sizes.starts, Duration::ZERO);
+    let ran = summarize(&starts.ran);
+    table.add(
+        "`supctl start` until the workload ran",
+        timing(ran),
+        against(ran, anchors),
+        "<= 1.5x floor, >= 3x faster than crun",
+    );
+    let answered = summarize(&starts.answered);
+    table.add(
+        "`supctl start` answered (it waits for the exec)",
+        timing(answered),
+        against(answered, anchors),
+        "",
+    );
+    let idle_starts = lifecycle::start_latency(&daemon, &probe, sizes.idle_starts, IDLE_GAP);
+    let after_idle = summarize(&idle_starts.ran);
+    let compared = match (anchors.floor, anchors.crun_after_idle) {
+        (Some(floor), Some(crun)) => format!(
+            "{} floor, crun (after idle) {} slower",
+            ratio(after_idle, floor),
+            ratio(crun, after_idle)
+        ),
+        _ => String::new(),
+    };
+    table.add(
+        "`supctl start` until the workload ran, each after 250 ms idle",
+        timing(after_idle),
+        compared,
+        "",
+    );
+    let restart = summarize(&lifecycle::restart_after_exit(
+        &daemon,
+        &probe,
+        sizes.starts,
+    ));
+    table.add(
+        "restart after exit, zero back-off: exit until the new workload ran",
+        timing(restart),
+        String::new(),
+        "< 5 ms",
+    );
+    let written = summarize(&lifecycle::file_written(&daemon, &probe, sizes.starts));
+    table.add(
+        "unit file written until the workload ran (incl. 20 ms debounce)",
+        timing(written),
+        String::new(),
+        "",
+    );
+    let churn = fleet::churn(&daemon, &probe, sizes.churn, sizes.rounds);
+    table.add(
+        &format!("{} unit files dropped at once until all ran", sizes.churn),
+        timing(summarize(&churn.up)),
+        "crun 1.47 s, runc 1.80 s, podman 5.1 s (issue 9, not this run)".into(),
+        "< 250 ms",
+    );
+    table.add(
+        &format!(
+            "{} unit files deleted until all stopped and cleaned",
+            sizes.churn
+        ),
+        timing(summarize(&churn.down)),
+        String::new(),
+        "",
+    );
+    daemon.stop();
+}
+
+fn many_containers(sizes: &Sizes, table: &mut Table) {
+    let daemon = common::Daemon::start_with_env(&[], &[("RUST_LOG", "warn")]);
+    let footprint = fleet::footprint(&daemon, sizes.footprint, sizes.idle);
+    let n = sizes.footprint;
+    table.add(
+        "supd RSS, no container",
+        kib(footprint.idle_rss),
+        String::new(),
+        "",
+    );
+    table.add(
+        &format!("supd RSS, {n} containers"),
+        kib(footprint.busy_rss),
+        String::new(),
+        "< 10 MB",
+    );
+    table.add(
+        "init (PID 1 of a container): RSS / private dirty",
+        format!(
+            "{} / {}",
+            kib(footprint.init_rss),
+            kib(footprint.init_private_dirty)
+        ),
+        "catatonit 700 kB / 48 kB, tini-static 712 kB / 56 kB (issue 9)".into(),
+        "private dirty <= 48 kB",
+    );
+    table.add(
+        &format!(
+            "supd idle {} s with {n} containers: CPU time / context switches",
+            footprint.idle_for.as_secs()
+        ),
+        format!("{} / {}", ms(footprint.idle_cpu), footprint.idle_wakeups),
+        String::new(),
+        "0 wake-ups",
+    );
+    let probe = probe::Probe::new(&daemon);
+    let total = sizes.edit_total;
+    let edit = summarize(&fleet::edit_among(
+        &daemon,
+        &probe,
+        total,
+        sizes.starts.min(30),
+    ));
+    table.add(
+        &format!("one unit edited among {total} running until its new workload ran"),
+        timing(edit),
+        String::new(),
+        "",
+    );
+    daemon.stop();
+}
+
+fn planning(sizes: &Sizes, table: &mut Table) {
+    let planned = planning::measure(500, sizes.rounds.max(5));
+    table.add(
+        "load and plan 500 unit files (pure, no daemon)",
+        timing(summarize(&planned.cold)),
+        String::new(),
+        "",
+    );
+    table.add(
+        "re-load and re-plan after one edit among 500",
+        timing(summarize(&planned.after_edit)),
+        String::new(),
+        "",
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(at) = args.iter().position(|a| a == anchors::HELPER_ARG) {
+        anchors::helper(&args[at + 1..]);
+    }
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("the benchmarks start real containers: run them as root");
+        std::process::exit(1);
+    }
+    let sizes = Sizes::from_env();
+    let mut table = Table::default();
+    eprintln!("anchors:");
+    let anchors = anchors(&sizes, &mut table);
+    eprintln!("one container at a time:");
+    single_container(&sizes, &anchors, &mut table);
+    eprintln!("many containers:");
+    many_containers(&sizes, &mut table);
+    eprintln!("planning:");
+    planning(&sizes, &mut table);
+    println!();
+    table.print();
+}
