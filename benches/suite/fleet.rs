@@ -129,19 +129,18 @@ pub struct Footprint {
     pub idle_for: Duration,
 }
 
-/// A field of /proc/PID/status or smaps_rollup, in bytes.
-fn kb_field(path: &str, field: &str) -> u64 {
+/// The number in a "Field: N" or "Field: N kB" line of a /proc file.
+fn proc_field(path: &str, field: &str) -> u64 {
     fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
         .unwrap_or(0)
-        * 1024
 }
 
-fn count_field(path: &str, field: &str) -> u64 {
-    kb_field(path, field) / 1024
+fn bytes_field(path: &str, field: &str) -> u64 {
+    proc_field(path, field) * 1024
 }
 
 /// utime + stime of a process.
@@ -160,7 +159,7 @@ fn cpu_time(pid: u32) -> Duration {
 
 fn switches(pid: u32) -> u64 {
     let path = format!("/proc/{pid}/status");
-    count_field(&path, "voluntary_ctxt_switches") + count_field(&path, "nonvoluntary_ctxt_switches")
+    proc_field(&path, "voluntary_ctxt_switches") + proc_field(&path, "nonvoluntary_ctxt_switches")
 }
 
 fn median(mut values: Vec<u64>) -> u64 {
@@ -174,23 +173,28 @@ pub fn footprint(daemon: &Daemon, count: usize, idle: Duration) -> Footprint {
     let supd = daemon.daemon_pid();
     let status = format!("/proc/{supd}/status");
     std::thread::sleep(Duration::from_secs(1));
-    let idle_rss = kb_field(&status, "VmRSS");
+    let idle_rss = bytes_field(&status, "VmRSS");
     for i in 0..count {
         daemon.write_unit(&format!("f{i}"), &sleeping_unit());
     }
     wait_running(daemon, count);
     std::thread::sleep(Duration::from_secs(1));
-    let busy_rss = kb_field(&status, "VmRSS");
+    let busy_rss = bytes_field(&status, "VmRSS");
     // Freshly built binaries have dirty page-cache pages, which smaps
     // would count as the init's private dirty memory.
     nix::unistd::sync();
     let inits: Vec<i32> = all_status(daemon).iter().filter_map(|u| u.pid).collect();
     let rollup = |pid: &i32| format!("/proc/{pid}/smaps_rollup");
-    let init_rss = median(inits.iter().map(|p| kb_field(&rollup(p), "Rss")).collect());
+    let init_rss = median(
+        inits
+            .iter()
+            .map(|p| bytes_field(&rollup(p), "Rss"))
+            .collect(),
+    );
     let init_private_dirty = median(
         inits
             .iter()
-            .map(|p| kb_field(&rollup(p), "Private_Dirty"))
+            .map(|p| bytes_field(&rollup(p), "Private_Dirty"))
             .collect(),
     );
     let cpu_before = cpu_time(supd);

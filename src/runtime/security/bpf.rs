@@ -23,13 +23,13 @@ const DATA_ARGS: u32 = 16;
 const DATA_NR: u32 = 0;
 const DATA_ARCH: u32 = 4;
 /// EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE
-pub const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
 /// x32 syscalls carry this bit; the arch check cannot tell them apart, so
 /// they are refused before any per-syscall decision.
-pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
 pub const RET_ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
-pub const RET_KILL_PROCESS: u32 = libc::SECCOMP_RET_KILL_PROCESS;
+const RET_KILL_PROCESS: u32 = libc::SECCOMP_RET_KILL_PROCESS;
 
 pub fn ret_errno(errno: i32) -> u32 {
     libc::SECCOMP_RET_ERRNO | (errno as u32 & libc::SECCOMP_RET_DATA)
@@ -39,15 +39,17 @@ pub fn ret_errno(errno: i32) -> u32 {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     Always(u32),
-    /// `action` if any bit of `mask` is set in (the low half of) argument
-    /// `arg`, else the filter's default.
-    AnyBit {
-        arg: u8,
-        mask: u32,
-        action: u32,
-    },
-    /// `action` if (the low half of) argument `arg` masked with `mask` is
-    /// one of `values`, else the filter's default.
+    /// Decided by its arguments.
+    Check(ArgCheck),
+}
+
+/// A condition on (the low half of) one argument, with the action when it
+/// holds; otherwise the filter's default applies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ArgCheck {
+    /// Any bit of `mask` is set.
+    AnyBit { arg: u8, mask: u32, action: u32 },
+    /// The argument masked with `mask` is one of `values`.
     MaskedIn {
         arg: u8,
         mask: u32,
@@ -99,7 +101,7 @@ pub fn syscall_verdicts(
     ];
     let entries: Vec<(u32, Verdict)> = verdicts.iter().map(|(nr, v)| (*nr, v.clone())).collect();
     program.extend(tree(&entries, otherwise)?);
-    if program.len() > usize::from(libc::BPF_MAXINSNS as u16) {
+    if program.len() > libc::BPF_MAXINSNS as usize {
         return Err(format!(
             "seccomp filter too long ({} instructions)",
             program.len()
@@ -148,8 +150,8 @@ fn leaf(entries: &[(u32, Verdict)], otherwise: u32) -> Vec<sock_filter> {
     for (_, verdict) in entries {
         match verdict {
             Verdict::Always(action) => code.push(statement(RET_K, *action)),
-            other => {
-                blocks.push(argument_checks(other, otherwise));
+            Verdict::Check(check) => {
+                blocks.push(argument_checks(check, otherwise));
                 code.push(statement(JMP_JA, 0));
             }
         }
@@ -169,17 +171,16 @@ fn leaf(entries: &[(u32, Verdict)], otherwise: u32) -> Vec<sock_filter> {
     code
 }
 
-fn argument_checks(verdict: &Verdict, otherwise: u32) -> Vec<sock_filter> {
+fn argument_checks(check: &ArgCheck, otherwise: u32) -> Vec<sock_filter> {
     let load = |arg: u8| statement(LD_W_ABS, DATA_ARGS + 8 * u32::from(arg));
-    match verdict {
-        Verdict::Always(action) => vec![statement(RET_K, *action)],
-        Verdict::AnyBit { arg, mask, action } => vec![
+    match check {
+        ArgCheck::AnyBit { arg, mask, action } => vec![
             load(*arg),
             jump(JMP_JSET_K, *mask, 0, 1),
             statement(RET_K, *action),
             statement(RET_K, otherwise),
         ],
-        Verdict::MaskedIn {
+        ArgCheck::MaskedIn {
             arg,
             mask,
             values,
@@ -294,29 +295,29 @@ mod tests {
             (2, Verdict::Always(eperm)),
             (
                 5,
-                Verdict::AnyBit {
+                Verdict::Check(ArgCheck::AnyBit {
                     arg: 0,
                     mask: 0x30,
                     action: eperm,
-                },
+                }),
             ),
             (7, Verdict::Always(ret_errno(38))),
             (
                 9,
-                Verdict::MaskedIn {
+                Verdict::Check(ArgCheck::MaskedIn {
                     arg: 2,
                     mask: 0xf0,
                     values: vec![0x10, 0x20],
                     action: eperm,
-                },
+                }),
             ),
             (
                 11,
-                Verdict::AnyBit {
+                Verdict::Check(ArgCheck::AnyBit {
                     arg: 1,
                     mask: 1,
                     action: eperm,
-                },
+                }),
             ),
         ]);
         let program = syscall_verdicts(&verdicts, RET_ALLOW).unwrap();

@@ -4,7 +4,7 @@
 //! by libseccomp, whose static build needs libseccomp.a and extra flags;
 //! seccompiler installs the result.
 
-use super::bpf::{self, Verdict};
+use super::bpf::{self, ArgCheck, Verdict};
 use crate::unit::security::Seccomp;
 use seccompiler::BpfProgram;
 use std::collections::BTreeMap;
@@ -113,22 +113,22 @@ fn default_programs(allow: &[String]) -> Result<Vec<BpfProgram>, String> {
         .fold(0, |mask, flag| mask | *flag as u32);
     verdicts.insert(
         syscall_u32(libc::SYS_clone)?,
-        Verdict::AnyBit {
+        Verdict::Check(ArgCheck::AnyBit {
             arg: 0,
             mask: namespaces,
             action: eperm,
-        },
+        }),
     );
     // Device nodes: cgroup v2 has no devices file, so without this a
     // container with CAP_MKNOD could make a node for a host disk and open
     // it. FIFOs and sockets stay allowed.
     for (syscall, mode_arg) in [(libc::SYS_mknod, 1), (libc::SYS_mknodat, 2)] {
-        let devices = Verdict::MaskedIn {
+        let devices = Verdict::Check(ArgCheck::MaskedIn {
             arg: mode_arg,
             mask: libc::S_IFMT,
             values: vec![libc::S_IFBLK, libc::S_IFCHR],
             action: eperm,
-        };
+        });
         verdicts.insert(syscall_u32(syscall)?, devices);
     }
     Ok(vec![bpf::syscall_verdicts(&verdicts, bpf::RET_ALLOW)?])
