@@ -70,8 +70,9 @@ mkdir -p "$root$PWD/target/$target/tmp"
 gcc -static -O2 -o "$root$PWD/target/$target/tmp/sd-notify" tests/helpers/sd-notify.c
 # Modules the tests need, in dependency order; the kernel has no modules.dep
 # here, so the guest insmods them one by one.
-modules="fs/overlayfs/overlay net/802/stp net/llc/llc net/bridge/bridge drivers/net/veth drivers/net/dummy drivers/net/macvlan drivers/net/ipvlan/ipvlan"
+modules="fs/overlayfs/overlay net/llc/llc net/802/stp net/bridge/bridge drivers/net/veth drivers/net/dummy drivers/net/macvlan drivers/net/ipvlan/ipvlan drivers/block/loop"
 for module in $modules; do
+  basename "$module" >> "$root/etc/supd-modules"
   src=$(ls "$moddir/kernel/$module".ko* 2>/dev/null | head -n 1) || true
   [ -n "$src" ] || continue
   case "$src" in
@@ -107,7 +108,7 @@ mount -t cgroup2 cgroup2 /sys/fs/cgroup
 echo "+cpuset +cpu +io +memory +pids" > /sys/fs/cgroup/cgroup.subtree_control
 report() { echo "$*" > /dev/ttyS1; echo "$*"; }
 # Dependency order: stp needs llc, bridge needs both.
-for module in overlay llc stp bridge veth dummy macvlan ipvlan; do
+for module in $(cat /etc/supd-modules); do
   [ -f /lib/modules/$module.ko ] || { report "SUPD-VM module $module missing"; continue; }
   insmod /lib/modules/$module.ko || report "SUPD-VM insmod $module failed"
 done
@@ -117,9 +118,9 @@ status=0
 for test in $(cat /etc/supd-tests); do
   name=$(basename "$test")
   # Streamed, so that a test that hangs shows where.
-  { "$test" --test-threads=2 2>&1; echo $? > /tmp/rc; } | tee /tmp/out
+  { "$test" --test-threads=2 --nocapture 2>&1; echo $? > /tmp/rc; } | tee /tmp/out
   rc=$(cat /tmp/rc)
-  grep -E '^test result:' /tmp/out | while read -r line; do report "SUPD-VM $name: $line"; done
+  grep -E '^(test result:|ping RTT|cpu.max 0.2: measured)' /tmp/out | while read -r line; do report "SUPD-VM $name: $line"; done
   report "SUPD-VM $name exit=$rc"
   [ $rc -eq 0 ] || status=1
 done

@@ -11,7 +11,7 @@ const SLEEP: &str = "exec sleep 1000";
 fn ping_script(targets: &[&str]) -> String {
     let pings: Vec<String> = targets
         .iter()
-        .map(|t| format!("ping -c 20 -i 0.05 -W 5 {t} | tail -n 2 | tr '\\n' ' '; echo ' <- {t}'"))
+        .map(|t| format!("ping -c 50 -i 0.02 -W 5 {t} | tail -n 2 | tr '\\n' ' '; echo ' <- {t}'"))
         .collect();
     format!(
         "sleep 0.5; {}; echo pinged; exec sleep 1000",
@@ -30,7 +30,7 @@ fn ping_result<'a>(log: &'a str, target: &str) -> &'a str {
 fn assert_all_answered(log: &str, target: &str) {
     let line = ping_result(log, target);
     assert!(
-        line.contains("20 packets transmitted, 20 packets received"),
+        line.contains("50 packets transmitted, 50 packets received"),
         "{line}"
     );
 }
@@ -58,7 +58,7 @@ fn bridge_containers_reach_each_other_and_the_gateway() {
     assert!(log.contains("default via 10.89.0.1 dev eth0"), "{log}");
     assert_all_answered(&log, "10.89.0.10");
     assert_all_answered(&log, "10.89.0.1");
-    eprintln!("veth+bridge: {}", ping_result(&log, "10.89.0.10"));
+    eprintln!("ping RTT veth+bridge: {}", ping_result(&log, "10.89.0.10"));
     assert!(d.log("srv").is_empty(), "no resolv.conf printed by srv");
     assert_eq!(d.status("srv")["addresses"][0], "10.89.0.10/24");
     // RPS: the host end's receive queue takes work on every online CPU.
@@ -138,7 +138,7 @@ fn vlan_pair(d: &Daemon, mode: &str, subnet: &str) -> String {
     );
     let log = d.wait_log(&second, "pinged");
     assert_all_answered(&log, &target);
-    eprintln!("{mode}: {}", ping_result(&log, &target));
+    eprintln!("ping RTT {mode}: {}", ping_result(&log, &target));
     assert!(d.supctl(&["stop", &first, &second]).status.success());
     log
 }

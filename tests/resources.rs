@@ -221,3 +221,161 @@ fn limits_the_host_cannot_honour_are_rejected_and_others_run() {
     );
     d.stop();
 }
+
+/// A block device of this host (loop0 where the loop module is loaded) and
+/// its "major:minor".
+fn some_block_device() -> (String, String) {
+    use std::os::unix::fs::FileTypeExt;
+    let mut candidates = vec!["loop0".to_string()];
+    let sys_block = fs::read_dir("/sys/block").unwrap();
+    candidates.extend(
+        sys_block
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string()),
+    );
+    for name in candidates {
+        let dev = format!("/dev/{name}");
+        let numbers = fs::read_to_string(format!("/sys/class/block/{name}/dev"));
+        let is_block = fs::metadata(&dev).is_ok_and(|m| m.file_type().is_block_device());
+        if let (true, Ok(numbers)) = (is_block, numbers) {
+            return (dev, numbers.trim().to_string());
+        }
+    }
+    panic!("no block device for the io limits");
+}
+
+/// Every key of `resources` in the file the host's layout gives it, read
+/// back from the kernel, and every one lifted again by a live edit that
+/// removes them (same pid).
+#[test]
+fn every_resource_key_lands_in_its_file_and_is_lifted_live() {
+    let d = Daemon::start();
+    let v2 = is_cgroup_v2();
+    let host = supd::runtime::cgroup::probe_host(std::path::Path::new("/sys/fs/cgroup")).unwrap();
+    let (device, numbers) = some_block_device();
+    let memory = match (v2, host.swap_accounting) {
+        (true, true) => "{ max: 64M, high: 48M, swap: 0, oom_score_adj: 500 }",
+        (true, false) => "{ max: 64M, high: 48M, oom_score_adj: 500 }",
+        (false, true) => "{ max: 64M, swap: 0, swappiness: 10, oom_score_adj: 500 }",
+        (false, false) => "{ max: 64M, swappiness: 10, oom_score_adj: 500 }",
+    };
+    let io_weight = if host.io_weight { "weight: 300, " } else { "" };
+    let limited = format!(
+        "resources:\n  memory: {memory}\n  cpu: {{ max: 0.5, weight: 200, cpuset: \"0\" }}\n  \
+         pids: {{ max: 77 }}\n  io: {{ {io_weight}limits: [{{ device: {device}, read_bps: 1M, \
+         write_bps: 2M, read_iops: 100, write_iops: 200 }}] }}\n"
+    );
+    d.write_unit("all", &sh_unit(&d, "exec sleep 1000", &limited));
+    let pid = d.pid("all");
+    let file = |v1_controller: &str, v1_file: &str, v2_file: &str| {
+        if v2 {
+            cgroup_file(&d, "all", "", v2_file)
+        } else {
+            cgroup_file(&d, "all", v1_controller, v1_file)
+        }
+    };
+    let lines = |path: std::path::PathBuf| -> Vec<String> {
+        read(&path).lines().map(|l| l.trim().to_string()).collect()
+    };
+    let mut expected: Vec<(std::path::PathBuf, &str)> = vec![
+        (
+            file("memory", "memory.limit_in_bytes", "memory.max"),
+            "67108864",
+        ),
+        (
+            file("cpu", "cpu.cfs_quota_us", "cpu.max"),
+            if v2 { "50000 100000" } else { "50000" },
+        ),
+        (
+            file("cpu", "cpu.shares", "cpu.weight"),
+            if v2 { "200" } else { "2048" },
+        ),
+        (file("cpuset", "cpuset.cpus", "cpuset.cpus"), "0"),
+        (file("pids", "pids.max", "pids.max"), "77"),
+    ];
+    if v2 {
+        expected.push((file("", "", "memory.high"), "50331648"));
+    } else {
+        expected.push((file("cpu", "cpu.cfs_period_us", ""), "100000"));
+        expected.push((file("memory", "memory.swappiness", ""), "10"));
+    }
+    if host.swap_accounting {
+        // v1 limits memory plus swap: max + 0.
+        let swap = if v2 { "0" } else { "67108864" };
+        expected.push((
+            file("memory", "memory.memsw.limit_in_bytes", "memory.swap.max"),
+            swap,
+        ));
+    }
+    for (path, value) in &expected {
+        assert_eq!(read(path), *value, "{}", path.display());
+    }
+    if host.io_weight {
+        let weight = lines(file("blkio", "blkio.weight", "io.weight"));
+        assert_eq!(weight[0], if v2 { "default 300" } else { "1000" });
+    }
+    let io_lines: Vec<(std::path::PathBuf, String)> = if v2 {
+        vec![(
+            file("", "", "io.max"),
+            format!("{numbers} rbps=1048576 wbps=2097152 riops=100 wiops=200"),
+        )]
+    } else {
+        vec![
+            (
+                file("blkio", "blkio.throttle.read_bps_device", ""),
+                format!("{numbers} 1048576"),
+            ),
+            (
+                file("blkio", "blkio.throttle.write_bps_device", ""),
+                format!("{numbers} 2097152"),
+            ),
+            (
+                file("blkio", "blkio.throttle.read_iops_device", ""),
+                format!("{numbers} 100"),
+            ),
+            (
+                file("blkio", "blkio.throttle.write_iops_device", ""),
+                format!("{numbers} 200"),
+            ),
+        ]
+    };
+    for (path, line) in &io_lines {
+        assert!(
+            lines(path.clone()).iter().any(|l| l == line),
+            "{}",
+            path.display()
+        );
+    }
+    assert_eq!(
+        read(std::path::Path::new(&format!("/proc/{pid}/oom_score_adj"))),
+        "500"
+    );
+
+    // Without oom_score_adj (a process attribute, so not live) everything
+    // else is lifted in place.
+    let kept_adj = "resources: { memory: { oom_score_adj: 500 } }\n";
+    d.write_unit("all", &sh_unit(&d, "exec sleep 1000", kept_adj));
+    let memory_max = file("memory", "memory.limit_in_bytes", "memory.max");
+    d.wait_for("the memory limit lifted", WAIT, || {
+        let value = read(&memory_max);
+        value == "max" || value.parse::<u64>().is_ok_and(|v| v >= 1 << 62)
+    });
+    assert_eq!(d.pid("all"), pid, "lifted without a restart");
+    let unlimited = if v2 { "max" } else { "-1" };
+    assert_eq!(read(&file("pids", "pids.max", "pids.max")), "max");
+    assert_eq!(
+        read(&file("cpu", "cpu.cfs_quota_us", "cpu.max")),
+        if v2 { "max 100000" } else { unlimited }
+    );
+    for (path, line) in &io_lines {
+        let device = line.split_whitespace().next().unwrap();
+        assert!(
+            !lines(path.clone())
+                .iter()
+                .any(|l| l.starts_with(&format!("{device} "))),
+            "{} still limits {device}",
+            path.display()
+        );
+    }
+    d.stop();
+}
