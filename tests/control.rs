@@ -73,6 +73,10 @@ fn status_exit_codes_follow_systemctl() {
     let unknown = d.supctl(&["status", "ghost"]);
     assert_eq!(unknown.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown unit ghost"));
+    assert!(
+        unknown.stdout.is_empty(),
+        "no empty table for an unknown unit"
+    );
     assert_eq!(d.supctl(&["status"]).status.code(), Some(0));
     let table = String::from_utf8(d.supctl(&["status"]).stdout).unwrap();
     assert!(table.starts_with("NAME"), "{table}");
@@ -256,4 +260,47 @@ fn validate_works_offline() {
     fs::write(&badname, "").unwrap();
     assert_eq!(run(&[&badname]).status.code(), Some(1));
     fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A supd killed outright leaves its containers running. The next one on
+/// the same cgroup parent stops them, removes their cgroups and starts the
+/// units afresh; a second live daemon on that parent is refused.
+#[test]
+fn a_restarted_supd_clears_what_a_killed_one_left() {
+    let mut d = Daemon::start();
+    d.write_unit("busy", &sh_unit(&d, "sleep 1000 & sleep 1000 & wait", ""));
+    let old = d.pid("busy");
+    d.wait_for("the workload's children", WAIT, || children(old).len() == 1);
+
+    let other = d.dir.join("other");
+    let second = std::process::Command::new("timeout")
+        .args(["20", SUPD])
+        .args(directory_args(&other, &other.join("units")))
+        .arg("--cgroup-parent")
+        .arg(cgroup_parent(&d.dir))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another supd uses this cgroup parent"),
+        "{stderr}"
+    );
+    assert_eq!(d.pid("busy"), old, "the refused daemon touched nothing");
+
+    d.crash_and_restart();
+    let fresh = d.pid("busy");
+    assert_ne!(fresh, old);
+    assert!(
+        stat(old).is_none_or(|(_, state)| state == 'Z'),
+        "the orphaned init is gone"
+    );
+    assert!(
+        d.daemon_log().contains(
+            "busy: cleared the cgroup an earlier supd left (4 processes killed; containers are not re-adopted)"
+        ),
+        "{}",
+        d.daemon_log()
+    );
+    d.stop();
 }

@@ -15,6 +15,13 @@ and exit 0.
 .TP
 .B SIGHUP
 Re-read the unit directories now, as \fBsupctl reload\fR does.
+.SH RESTARTS AND CRASHES
+supd does not re-adopt containers. A supd that was killed or crashed leaves
+its containers running (unless systemd's KillMode removes them); the next
+supd on the same cgroup parent kills what still runs in each container
+cgroup under it, removes those cgroups, logs a warning per unit and starts
+the units afresh. Two live daemons never share a parent: the second one
+exits with an error naming it (choose another with \fB--cgroup-parent\fR).
 .SH SYSTEMD
 supd is a \fBType=notify\fR service: it sends READY=1 once the first
 reconcile is done and the control socket listens, STATUS= with a summary

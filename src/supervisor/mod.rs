@@ -197,12 +197,19 @@ impl Supervisor {
             fs::create_dir_all(dir).map_err(setup("create directory", dir))?;
         }
         let exe = File::open("/proc/self/exe").map_err(setup("open", "/proc/self/exe".as_ref()))?;
-        let cgroups = Cgroups::new(&options.cgroup_root, &options.cgroup_parent)?;
+        let (cgroups, leftovers) = Cgroups::new(&options.cgroup_root, &options.cgroup_parent)?;
         log::info!(
             "cgroup layout: {} under {}",
             cgroups.layout(),
             options.cgroup_root.display()
         );
+        for leftover in leftovers {
+            log::warn!(
+                "{}: cleared the cgroup an earlier supd left ({} processes killed; containers are not re-adopted)",
+                leftover.name,
+                leftover.processes
+            );
+        }
         let host = HostInfo {
             cgroups: cgroups.host(),
             online_cpus: HostInfo::online_cpus(),

@@ -148,58 +148,11 @@ impl Daemon {
         for (name, text) in units {
             fs::write(units_dir.join(format!("{name}.yaml")), text).unwrap();
         }
-        let socket = dir.join("run/supd.sock");
-        let log = fs::File::create(dir.join("supd.log")).unwrap();
-        let mut command = Command::new("unshare");
-        // With INVOCATION_ID supd believes systemd started it: it then runs
-        // in a service cgroup of its own and picks its cgroup parent itself.
-        let as_service = env.iter().any(|(k, _)| *k == "INVOCATION_ID");
-        if as_service {
-            let service = service_cgroup(&dir);
-            fs::create_dir_all(&service).unwrap();
-            let procs = service.join("cgroup.procs");
-            // SAFETY: the hook only writes a file before exec; no locks held.
-            unsafe {
-                std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
-                    fs::write(&procs, "0")
-                });
-            }
-        }
-        command
-            .arg("-n")
-            .arg(SUPD)
-            .arg("--units-dir")
-            .arg(&units_dir)
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .arg("--runtime-dir")
-            .arg(dir.join("run"))
-            .arg("--log-dir")
-            .arg(dir.join("log"))
-            .arg("--socket")
-            .arg(&socket)
-            .args(args);
-        if !as_service {
-            command.arg("--cgroup-parent").arg(cgroup_parent(&dir));
-        }
-        let child = command
-            .env("RUST_LOG", "debug")
-            // The test runner may itself run under systemd or journald.
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("WATCHDOG_PID")
-            .env_remove("JOURNAL_STREAM")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start supd");
         let daemon = Daemon {
+            socket: dir.join("run/supd.sock"),
+            child: Some(spawn(&dir, &units_dir, args, env)),
             dir,
             units: units_dir,
-            socket,
-            child: Some(child),
         };
         daemon.wait_for("the control socket", WAIT, || {
             std::os::unix::net::UnixStream::connect(&daemon.socket).is_ok()
@@ -207,6 +160,21 @@ impl Daemon {
         daemon
     }
 
+    /// SIGKILLs supd, as a crash would, leaving its containers behind, and
+    /// starts a new one on the same directories and cgroup parent. Returns
+    /// the old daemon's log.
+    pub fn crash_and_restart(&mut self) -> String {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        let old_log = self.daemon_log();
+        self.child = Some(spawn(&self.dir, &self.units, &[], &[]));
+        self.wait_for("the control socket", WAIT, || {
+            std::os::unix::net::UnixStream::connect(&self.socket).is_ok()
+        });
+        old_log
+    }
     pub fn daemon_pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }
@@ -346,6 +314,67 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// supd's options for units in `units_dir` and everything else under `dir`.
+pub fn directory_args(dir: &Path, units_dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut args = vec!["--units-dir".into(), units_dir.into()];
+    for (option, name) in [
+        ("--state-dir", "state"),
+        ("--runtime-dir", "run"),
+        ("--log-dir", "log"),
+        ("--socket", "run/supd.sock"),
+    ] {
+        args.push(option.into());
+        args.push(dir.join(name).into());
+    }
+    args
+}
+
+/// Starts supd on the directories under `dir`, in a new network namespace,
+/// logging to `dir/supd.log` (appended, so that a restart keeps the story).
+fn spawn(dir: &Path, units_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Child {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("supd.log"))
+        .unwrap();
+    let mut command = Command::new("unshare");
+    // With INVOCATION_ID supd believes systemd started it: it then runs
+    // in a service cgroup of its own and picks its cgroup parent itself.
+    let as_service = env.iter().any(|(k, _)| *k == "INVOCATION_ID");
+    if as_service {
+        let service = service_cgroup(dir);
+        fs::create_dir_all(&service).unwrap();
+        let procs = service.join("cgroup.procs");
+        // SAFETY: the hook only writes a file before exec; no locks held.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                fs::write(&procs, "0")
+            });
+        }
+    }
+    command
+        .arg("-n")
+        .arg(SUPD)
+        .args(directory_args(dir, units_dir))
+        .args(args);
+    if !as_service {
+        command.arg("--cgroup-parent").arg(cgroup_parent(dir));
+    }
+    command
+        .env("RUST_LOG", "debug")
+        // The test runner may itself run under systemd or journald.
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
+        .env_remove("JOURNAL_STREAM")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start supd")
 }
 
 /// Each test daemon has its own parent cgroup, named after its directory.

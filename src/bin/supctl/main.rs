@@ -94,7 +94,8 @@ fn status(socket: &Path, json: bool, names: Vec<String>) -> anyhow::Result<u8> {
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&units)?);
-    } else {
+    } else if !units.is_empty() || names.is_empty() {
+        // Only unknown names asked for: their errors alone, no empty table.
         print!("{}", table::render(&units, table::use_colour()));
     }
     let unknown = names

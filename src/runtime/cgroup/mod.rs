@@ -6,9 +6,11 @@
 //! writes the root's subtree_control on v2, sleeps in delete(), and brings
 //! ~57 crates. What supd needs is a few dozen file writes with read-back.
 
+mod leftovers;
 mod limits;
 mod stats;
 
+pub use leftovers::Leftover;
 pub use limits::{plan_writes, Check, Write};
 pub use stats::Stats;
 
@@ -56,6 +58,8 @@ pub enum CgroupError {
     },
     #[error("{0}")]
     Unsupported(String),
+    #[error("{}: another supd uses this cgroup parent (give each its own with --cgroup-parent)", .0.display())]
+    InUse(PathBuf),
 }
 
 fn io_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CgroupError {
@@ -133,17 +137,20 @@ pub fn probe_host(root: &Path) -> Option<HostCgroups> {
 }
 
 /// supd's parent cgroup(s), under which each container gets its own.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Cgroups {
     layout: Layout,
     /// v1: one (controller, parent dir) per mounted controller; v2: one
     /// entry with an empty controller name.
     parents: Vec<(&'static str, PathBuf)>,
+    /// Held while supd runs: one daemon per parent.
+    _lock: fs::File,
 }
 
 impl Cgroups {
-    /// Detects the layout under `root` and prepares `root/.../parent`.
-    pub fn new(root: &Path, parent: &str) -> Result<Self, CgroupError> {
+    /// Detects the layout under `root`, takes `root/.../parent` for this
+    /// daemon, clears what a dead daemon left there and prepares it.
+    pub fn new(root: &Path, parent: &str) -> Result<(Self, Vec<Leftover>), CgroupError> {
         let layout = detect(root)?;
         let parents = match layout {
             Layout::V2 => {
@@ -152,33 +159,49 @@ impl Cgroups {
                 // delegated service cgroup.
                 enable_controllers(dir.parent().unwrap_or(root))?;
                 make_dir(&dir)?;
-                enable_controllers(&dir)?;
                 vec![("", dir)]
             }
             Layout::V1 { .. } => {
                 let mut parents = Vec::new();
                 for controller in V1_CONTROLLERS {
                     let hierarchy = root.join(controller);
-                    if !hierarchy.is_dir() {
-                        continue;
+                    if hierarchy.is_dir() {
+                        let dir = hierarchy.join(parent);
+                        make_dir(&dir)?;
+                        parents.push((controller, dir));
                     }
-                    let dir = hierarchy.join(parent);
-                    make_dir(&dir)?;
-                    // Configured once here, so that every container's cgroup
-                    // starts with it at mkdir: fewer writes on each start.
-                    if controller == "cpuset" {
-                        inherit_cpuset(&hierarchy, &dir)?;
-                        write(&dir.join("cgroup.clone_children"), "1")?;
-                    }
-                    if controller == "devices" {
-                        restrict_devices(&dir)?;
-                    }
-                    parents.push((controller, dir));
                 }
                 parents
             }
         };
-        Ok(Cgroups { layout, parents })
+        let Some((_, first)) = parents.first() else {
+            return Err(CgroupError::NotFound(root.to_path_buf()));
+        };
+        let cgroups = Cgroups {
+            layout,
+            _lock: leftovers::lock_parent(first)?,
+            parents,
+        };
+        let leftovers = cgroups.clear_leftovers()?;
+        cgroups.configure_parents(root)?;
+        Ok((cgroups, leftovers))
+    }
+
+    /// Configured once here, so that every container's cgroup starts with
+    /// it at mkdir: fewer writes on each start.
+    fn configure_parents(&self, root: &Path) -> Result<(), CgroupError> {
+        for (controller, dir) in &self.parents {
+            match *controller {
+                "" => enable_controllers(dir)?,
+                "cpuset" => {
+                    inherit_cpuset(&root.join("cpuset"), dir)?;
+                    write(&dir.join("cgroup.clone_children"), "1")?;
+                }
+                "devices" => restrict_devices(dir)?,
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     pub fn layout(&self) -> Layout {
@@ -295,7 +318,18 @@ fn inherit_cpuset(parent: &Path, dir: &Path) -> Result<(), CgroupError> {
 }
 
 /// v1 devices: nothing but the nodes of the container's minimal /dev.
+/// Skipped where the rules are in place already, as on a parent an earlier
+/// supd configured: the kernel refuses `deny a` while a child is online,
+/// and a child removed a moment ago goes offline asynchronously.
 fn restrict_devices(dir: &Path) -> Result<(), CgroupError> {
+    let current = read(&dir.join("devices.list"))?;
+    let mut rules: Vec<&str> = current.lines().map(str::trim).collect();
+    rules.sort_unstable();
+    let mut wanted = DEVICE_ALLOWLIST.to_vec();
+    wanted.sort_unstable();
+    if rules == wanted {
+        return Ok(());
+    }
     write(&dir.join("devices.deny"), "a")?;
     for rule in DEVICE_ALLOWLIST {
         write(&dir.join("devices.allow"), rule)?;
@@ -465,18 +499,25 @@ impl Cgroup {
         let frozen = freezer
             .as_ref()
             .is_some_and(|(file, on, _)| write(file, on).is_ok());
-        let procs_dir = self.dir("pids").or_else(|| self.dir("memory"));
-        if let Some(dir) = procs_dir {
-            let procs = read(&dir.join("cgroup.procs"))?;
-            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                let _ =
-                    nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-            }
+        for pid in self.procs()? {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
         if let (true, Some((file, _, off))) = (frozen, freezer) {
             write(&file, off)?;
         }
         Ok(())
+    }
+
+    /// The processes in the cgroup (host PIDs).
+    fn procs(&self) -> Result<Vec<i32>, CgroupError> {
+        let Some(dir) = self.dir("pids").or_else(|| self.dir("memory")) else {
+            return Ok(Vec::new());
+        };
+        let procs = read(&dir.join("cgroup.procs"))?;
+        Ok(procs
+            .lines()
+            .filter_map(|l| l.trim().parse::<i32>().ok())
+            .collect())
     }
 
     /// Removes the cgroup. EBUSY (a process not yet fully gone) comes back

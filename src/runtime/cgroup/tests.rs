@@ -183,7 +183,8 @@ fn v2_tree_in_a_temp_dir() {
     )
     .unwrap();
     fs::write(parent.join("cgroup.subtree_control"), "").unwrap();
-    let cgroups = Cgroups::new(&root, "supd").unwrap();
+    let (cgroups, leftovers) = Cgroups::new(&root, "supd").unwrap();
+    assert!(leftovers.is_empty());
     assert_eq!(cgroups.layout(), Layout::V2);
     assert_eq!(
         fs::read_to_string(root.join("cgroup.subtree_control")).unwrap(),
