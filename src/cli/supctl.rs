@@ -57,7 +57,8 @@ pub enum Cmd {
     },
     /// Clear the failed state (all failed units if none named) and start them.
     ResetFailed { names: Vec<String> },
-    /// Re-read the unit directories now.
+    /// Re-read the unit directories now. Rarely needed: supd follows every
+    /// change of a unit file or drop-in by itself.
     Reload,
     /// Print a unit's output (stdout and stderr of the workload).
     Logs {
