@@ -1,6 +1,6 @@
 complete -c supd -l units-dir -d 'A unit directory; repeat for several, highest precedence first. [default: /etc/supd/units, /run/supd/units, /usr/lib/supd/units]' -r -F
 complete -c supd -l state-dir -d 'Persistent per-container data (overlay upper dirs)' -r -F
-complete -c supd -l runtime-dir -d 'Volatile runtime data (container staging directories)' -r -F
+complete -c supd -l runtime-dir -d 'Volatile runtime data (container staging directories, the bridges supd created)' -r -F
 complete -c supd -l log-dir -d 'Container output logs, NAME.log rotated by size' -r -F
 complete -c supd -l socket -d 'The control socket' -r -F
 complete -c supd -l cgroup-root -d 'Where cgroupfs is mounted' -r -F

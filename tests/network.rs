@@ -248,3 +248,25 @@ fn host_affecting_sysctls_are_rejected_with_the_reason() {
     assert!(hostnet["error"].as_str().unwrap().contains("net.core.somaxconn needs a network namespace of its own: with network mode host it would change the host"), "{hostnet}");
     d.stop();
 }
+
+/// A supd killed while its container used a bridge it created: the next
+/// supd (same network namespace) knows the bridge is supd's and removes it
+/// once no unit uses it.
+#[test]
+fn a_bridge_left_by_a_killed_supd_is_removed_once_unused() {
+    let mut d = Daemon::start();
+    let bridge = "network: { mode: bridge, bridge: supbr7, address: 10.92.0.10/24 }\n";
+    d.write_unit("bridged", &sh_unit(&d, SLEEP, bridge));
+    let old = d.pid("bridged");
+    d.crash_and_restart();
+    d.wait_for("the unit restarted", WAIT, || d.pid("bridged") != old);
+    assert_eq!(d.status("bridged")["addresses"][0], "10.92.0.10/24");
+    assert!(daemon_links(&d).contains(&"supbr7".to_string()));
+    assert!(d.supctl(&["stop", "bridged"]).status.success());
+    assert_eq!(
+        daemon_links(&d),
+        ["lo"],
+        "the bridge went with its last user"
+    );
+    d.stop();
+}

@@ -20,7 +20,8 @@ pub struct Cli {
     /// Persistent per-container data (overlay upper dirs).
     #[arg(long, value_name = "DIR", default_value = "/var/lib/supd")]
     pub state_dir: PathBuf,
-    /// Volatile runtime data (container staging directories).
+    /// Volatile runtime data (container staging directories, the bridges
+    /// supd created).
     #[arg(long, value_name = "DIR", default_value = "/run/supd")]
     pub runtime_dir: PathBuf,
     /// Container output logs, NAME.log rotated by size.

@@ -176,7 +176,7 @@ impl Supervisor {
             place,
         );
         if let Some(bridge) = host_side.created_bridge {
-            self.bridges_created.insert(bridge);
+            self.bridge_created(bridge);
         }
         let spawned = match spawned {
             Ok(spawned) => spawned,

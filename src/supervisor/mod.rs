@@ -249,7 +249,7 @@ impl Supervisor {
             removal_at: None,
             ipam: Ipam::load(&options.dirs.state),
             id_ranges: crate::runtime::userns::IdRanges::load(&options.dirs.state),
-            bridges_created: Default::default(),
+            bridges_created: networking::load_created_bridges(&options.dirs.runtime),
             notifier: notify::Notifier::from_env(),
             options,
         })
@@ -258,6 +258,8 @@ impl Supervisor {
     /// Runs until SIGTERM or SIGINT has stopped every container.
     pub fn run(mut self) -> Result<(), SupervisorError> {
         self.reload();
+        // Bridges an earlier supd created that no unit wants any more.
+        self.remove_unused_bridges();
         self.update_status();
         self.notifier.ready();
         let mut events = vec![EpollEvent::empty(); 64];

@@ -4,6 +4,22 @@
 use super::Supervisor;
 use crate::runtime::net::{self, NetPlan};
 use crate::runtime::SetupError;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// `RUNTIME_DIR/bridges`: the bridges supd created, one per line, so that
+/// a supd started after one that was killed still removes them once
+/// unused. Runtime, not state: bridges do not survive a reboot either.
+fn bridges_file(runtime_dir: &Path) -> PathBuf {
+    runtime_dir.join("bridges")
+}
+
+/// The bridges an earlier supd recorded (none if the file is unreadable).
+pub(super) fn load_created_bridges(runtime_dir: &Path) -> BTreeSet<String> {
+    std::fs::read_to_string(bridges_file(runtime_dir))
+        .map(|text| text.lines().map(str::to_string).collect())
+        .unwrap_or_default()
+}
 
 impl Supervisor {
     /// The run's network: `auto` leases an address from the bridge subnet,
@@ -39,6 +55,31 @@ impl Supervisor {
         }
     }
 
+    /// Records a bridge this supd created.
+    pub(super) fn bridge_created(&mut self, bridge: String) {
+        self.bridges_created.insert(bridge);
+        self.save_created_bridges();
+    }
+
+    /// Written to a temp file and renamed, so a crash leaves the old list or
+    /// the new one.
+    fn save_created_bridges(&self) {
+        let file = bridges_file(&self.options.dirs.runtime);
+        let temp = file.with_extension("tmp");
+        let mut text = String::new();
+        for bridge in &self.bridges_created {
+            text.push_str(bridge);
+            text.push('\n');
+        }
+        let saved = std::fs::write(&temp, text).and_then(|()| std::fs::rename(&temp, &file));
+        if let Err(e) = saved {
+            log::warn!(
+                "cannot record the bridges supd created in {}: {e}",
+                file.display()
+            );
+        }
+    }
+
     /// Deletes the bridges supd created that no running container uses.
     pub(super) fn remove_unused_bridges(&mut self) {
         let in_use: std::collections::BTreeSet<&str> = self
@@ -54,12 +95,17 @@ impl Supervisor {
             .filter(|b| !in_use.contains(b.as_str()))
             .cloned()
             .collect();
+        if unused.is_empty() {
+            return;
+        }
         for bridge in unused {
             self.bridges_created.remove(&bridge);
             match net::remove_bridge(&bridge) {
-                Ok(()) => log::info!("removed bridge {bridge}: no unit uses it"),
+                Ok(true) => log::info!("removed bridge {bridge}: no unit uses it"),
+                Ok(false) => {}
                 Err(e) => log::warn!("cannot remove bridge {bridge}: {e}"),
             }
         }
+        self.save_created_bridges();
     }
 }

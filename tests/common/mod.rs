@@ -150,7 +150,7 @@ impl Daemon {
         }
         let daemon = Daemon {
             socket: dir.join("run/supd.sock"),
-            child: Some(spawn(&dir, &units_dir, args, env)),
+            child: Some(spawn(&dir, &units_dir, args, env, None)),
             dir,
             units: units_dir,
         };
@@ -161,15 +161,16 @@ impl Daemon {
     }
 
     /// SIGKILLs supd, as a crash would, leaving its containers behind, and
-    /// starts a new one on the same directories and cgroup parent. Returns
-    /// the old daemon's log.
+    /// starts a new one on the same directories, cgroup parent and network
+    /// namespace. Returns the old daemon's log.
     pub fn crash_and_restart(&mut self) -> String {
+        let netns = fs::File::open(format!("/proc/{}/ns/net", self.daemon_pid())).unwrap();
         if let Some(mut child) = self.child.take() {
             child.kill().unwrap();
             child.wait().unwrap();
         }
         let old_log = self.daemon_log();
-        self.child = Some(spawn(&self.dir, &self.units, &[], &[]));
+        self.child = Some(spawn(&self.dir, &self.units, &[], &[], Some(netns)));
         self.wait_for("the control socket", WAIT, || {
             std::os::unix::net::UnixStream::connect(&self.socket).is_ok()
         });
@@ -331,9 +332,16 @@ pub fn directory_args(dir: &Path, units_dir: &Path) -> Vec<std::ffi::OsString> {
     args
 }
 
-/// Starts supd on the directories under `dir`, in a new network namespace,
-/// logging to `dir/supd.log` (appended, so that a restart keeps the story).
-fn spawn(dir: &Path, units_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Child {
+/// Starts supd on the directories under `dir`, in a new network namespace
+/// or in `netns`, logging to `dir/supd.log` (appended, so that a restart
+/// keeps the story).
+fn spawn(
+    dir: &Path,
+    units_dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    netns: Option<fs::File>,
+) -> Child {
     let log = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -354,8 +362,21 @@ fn spawn(dir: &Path, units_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> C
             });
         }
     }
+    match netns {
+        None => {
+            command.arg("-n");
+        }
+        Some(netns) => {
+            // SAFETY: the hook only calls setns(2) on a descriptor it owns.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                    nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .map_err(std::io::Error::from)
+                });
+            }
+        }
+    }
     command
-        .arg("-n")
         .arg(SUPD)
         .args(directory_args(dir, units_dir))
         .args(args);

@@ -284,11 +284,12 @@ pub fn teardown_host(plan: &NetPlan) -> Result<(), NetError> {
 }
 
 /// Removes a bridge supd created, once nothing is attached to it.
-pub fn remove_bridge(name: &str) -> Result<(), NetError> {
+/// Deletes the bridge; false if there was none.
+pub fn remove_bridge(name: &str) -> Result<bool, NetError> {
     let mut netlink = Netlink::open()?;
     match netlink.link_index(name)? {
-        Some(index) => netlink.delete_link(index),
-        None => Ok(()),
+        Some(index) => netlink.delete_link(index).map(|()| true),
+        None => Ok(false),
     }
 }
 
