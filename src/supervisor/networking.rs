@@ -61,18 +61,14 @@ impl Supervisor {
         self.save_created_bridges();
     }
 
-    /// Written to a temp file and renamed, so a crash leaves the old list or
-    /// the new one.
     fn save_created_bridges(&self) {
         let file = bridges_file(&self.options.dirs.runtime);
-        let temp = file.with_extension("tmp");
         let mut text = String::new();
         for bridge in &self.bridges_created {
             text.push_str(bridge);
             text.push('\n');
         }
-        let saved = std::fs::write(&temp, text).and_then(|()| std::fs::rename(&temp, &file));
-        if let Err(e) = saved {
+        if let Err(e) = super::write_atomically(&file, text.as_bytes()) {
             log::warn!(
                 "cannot record the bridges supd created in {}: {e}",
                 file.display()

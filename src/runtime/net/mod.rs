@@ -283,8 +283,8 @@ pub fn teardown_host(plan: &NetPlan) -> Result<(), NetError> {
     }
 }
 
-/// Removes a bridge supd created, once nothing is attached to it.
-/// Deletes the bridge; false if there was none.
+/// Removes a bridge supd created, once nothing is attached to it; false if
+/// there was none.
 pub fn remove_bridge(name: &str) -> Result<bool, NetError> {
     let mut netlink = Netlink::open()?;
     match netlink.link_index(name)? {
