@@ -1,6 +1,8 @@
 //! Pure reconcile: what the unit files want against what supd has, as a list
 //! of actions. No I/O here, so every decision is tested without root.
 
+pub mod claims;
+
 use crate::unit::loader::Outcome;
 use crate::unit::{Unit, UnitError};
 use std::collections::{BTreeMap, BTreeSet};

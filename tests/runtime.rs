@@ -180,7 +180,7 @@ fn a_crash_loop_ends_in_failed_and_restart_revives_it() {
     let data = d.dir.join("data");
     fs::create_dir_all(&data).unwrap();
     let extra = format!(
-        "restart: {{ policy: always, delay: 50ms, start_limit: {{ burst: 3, interval: 1m }} }}\nmounts: [{{ type: bind, source: {}, target: /data }}]\n",
+        "restart: {{ policy: always, delay: 100ms, start_limit: {{ burst: 3, interval: 1m }} }}\nmounts: [{{ type: bind, source: {}, target: /data }}]\n",
         data.display()
     );
     let script = "if [ -e /data/ok ]; then echo healthy; exec sleep 1000; fi; exit 1";
@@ -350,6 +350,14 @@ fn setup_failures_name_the_step() {
         "noroot",
         &format!("rootfs: /nonexistent/root\nexec: [/bin/sh]\n{never}"),
     );
+    // A rootfs that is a loop of links says so (not "no such directory").
+    let looped = std::path::Path::new("/tmp/supd-looproot");
+    let _ = fs::remove_file(looped);
+    std::os::unix::fs::symlink(looped, looped).unwrap();
+    d.write_unit(
+        "looproot",
+        &format!("rootfs: {}\nexec: [/bin/sh]\n{never}", looped.display()),
+    );
     d.write_unit(
         "noexec",
         &sh_unit(&d, "x", never).replace("[/bin/sh, -c, \"x\"]", "[/bin/nope]"),
@@ -370,7 +378,11 @@ fn setup_failures_name_the_step() {
     let cases = [
         (
             "noroot",
-            "start failed: rootfs (/nonexistent/root): no such directory",
+            "start failed: rootfs (/nonexistent/root): No such file or directory (os error 2)",
+        ),
+        (
+            "looproot",
+            "start failed: rootfs (/tmp/supd-looproot): Too many levels of symbolic links",
         ),
         (
             "noexec",
@@ -397,6 +409,7 @@ fn setup_failures_name_the_step() {
         "{out:?}"
     );
     d.stop();
+    fs::remove_file(looped).unwrap();
 }
 
 #[test]

@@ -48,6 +48,13 @@ fn groups_of(pid: i32, gid: u32) -> Vec<u32> {
     groups
 }
 
+/// The uid of the process at the other end of the socket.
+pub fn peer_uid(stream: &UnixStream) -> Option<u32> {
+    getsockopt(stream, PeerCredentials)
+        .ok()
+        .map(|peer| peer.uid())
+}
+
 impl AccessPolicy {
     /// The socket file's mode: 0600 with no groups, 0660 with the admin
     /// group only, 0666 when a second (read) group must reach it too: the

@@ -1,12 +1,23 @@
-//! One client connection on the daemon side: non-blocking, line-framed, with
-//! an input limit, so a slow or hostile client can never stall the loop.
+//! One client connection on the daemon side: non-blocking, line-framed, and
+//! bounded both ways, so a slow or hostile client can never stall the loop
+//! or grow supd's memory: input is read only up to one request's worth, and
+//! the next request is served only once the last answer was taken.
 
 use super::protocol::{Request, Response, MAX_REQUEST_BYTES, PROTOCOL_VERSION};
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 
+/// Requests are served while less than this is waiting to be written.
+const SERVE_BELOW: usize = 64 * 1024;
+
+/// A client with more unread output than this is dropped (an answer is
+/// far smaller; only a client that never reads gets there).
+pub const MAX_QUEUED_OUTPUT: usize = 16 << 20;
+
 pub struct Connection {
     pub stream: UnixStream,
+    /// The peer's uid, for the per-peer connection limit.
+    pub peer_uid: Option<u32>,
     input: Vec<u8>,
     output: Vec<u8>,
     /// The peer closed its side, or sent something we will not read past.
@@ -25,34 +36,52 @@ impl Connection {
     pub fn new(stream: UnixStream) -> io::Result<Self> {
         stream.set_nonblocking(true)?;
         Ok(Connection {
-            stream,
             input: Vec::new(),
             output: Vec::new(),
+            peer_uid: super::access::peer_uid(&stream),
+            stream,
             read_closed: false,
             access: super::access::Access::Full,
         })
     }
 
-    /// Reads what is available. Returns an error only for a broken socket.
+    /// Reads what is available, up to a little over one request: the rest
+    /// waits in the socket, where it holds the client back. Returns an error
+    /// only for a broken socket.
     pub fn fill(&mut self) -> io::Result<()> {
         let mut chunk = [0u8; 8192];
-        loop {
+        while self.wants_read() {
             match self.stream.read(&mut chunk) {
                 Ok(0) => {
                     self.read_closed = true;
                     return Ok(());
                 }
-                Ok(n) => {
-                    self.input.extend_from_slice(&chunk[..n]);
-                    if self.input.len() > MAX_REQUEST_BYTES && !self.input.contains(&b'\n') {
-                        return Ok(());
-                    }
-                }
+                Ok(n) => self
+                    .input
+                    .extend_from_slice(chunk.get(..n).unwrap_or_default()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
+        Ok(())
+    }
+
+    /// Whether reading more could make progress (level-triggered epoll must
+    /// not be asked for input that `fill` would leave in the socket).
+    pub fn wants_read(&self) -> bool {
+        !self.read_closed && self.input.len() <= MAX_REQUEST_BYTES
+    }
+
+    /// Whether the last answers were taken, so that the next request may be
+    /// served.
+    pub fn may_serve(&self) -> bool {
+        self.output.len() < SERVE_BELOW
+    }
+
+    /// The client let more output pile up than any answer needs.
+    pub fn overflowed(&self) -> bool {
+        self.output.len() > MAX_QUEUED_OUTPUT
     }
 
     /// The next complete request line, if any. Malformed, oversized or

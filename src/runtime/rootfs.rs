@@ -54,12 +54,16 @@ pub fn assemble(spec: &Spec) -> Result<PathBuf, SetupError> {
         None => unit.layers.iter().rev().cloned().collect(),
     };
     for lower in &lowers {
-        if !lower.is_dir() {
-            return Err(SetupError::message(
-                "rootfs",
-                Some(lower),
-                "no such directory",
-            ));
+        match std::fs::metadata(lower) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(SetupError::message(
+                    "rootfs",
+                    Some(lower),
+                    "not a directory",
+                ))
+            }
+            Err(e) => return Err(SetupError::new("rootfs", Some(lower), e)),
         }
     }
     mount_step(

@@ -94,6 +94,11 @@ pub fn run_init_stage() -> ! {
             fail(&mut report, &error, EXIT_EXEC_FAILED);
         }
         Ok(ForkResult::Parent { child }) => {
+            if let Err(error) = security::confine_init(&credentials.seccomp) {
+                // Nothing may run beside an unconfined init.
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                fail(&mut report, &error, EXIT_SETUP_FAILED);
+            }
             drop(report);
             drop((spec, credentials));
             crate::init::release_setup_memory();

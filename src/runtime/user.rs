@@ -2,7 +2,6 @@
 
 use super::SetupError;
 use crate::unit::{IdOrName, UserSpec};
-use std::fs;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Credentials {
@@ -27,8 +26,17 @@ struct GroupEntry {
 
 /// Reads /etc/passwd and /etc/group of the current root (after pivot_root).
 pub fn resolve(spec: Option<&UserSpec>) -> Result<Credentials, SetupError> {
-    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let group = fs::read_to_string("/etc/group").unwrap_or_default();
+    // The rootfs is the image's: its files may be FIFOs or links to devices.
+    let read = |path: &str| {
+        crate::files::read_text(
+            std::path::Path::new(path),
+            crate::files::Links::Follow,
+            crate::files::MAX_FILE_BYTES,
+        )
+        .unwrap_or_default()
+    };
+    let passwd = read("/etc/passwd");
+    let group = read("/etc/group");
     resolve_in(spec, &passwd, &group)
 }
 

@@ -1,6 +1,7 @@
 //! User namespaces: the id maps a container runs with, `auto` ranges kept
 //! across restarts, and writing the maps from the host side.
 
+use crate::files::{LeaseTable, Loaded};
 use crate::unit::security::{IdMap, UserNamespace};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -44,19 +45,27 @@ pub fn write_maps(pid: nix::unistd::Pid, maps: &IdMaps) -> Result<(), String> {
 }
 
 /// `auto` ranges, one per unit, persisted in `STATE_DIR/idranges.json`.
+/// The table is not the only record: a unit's state directory belongs to
+/// its container's root, so a lost table is rebuilt from the owners of the
+/// state directories, and a new lease never takes a range that owns
+/// another unit's files.
 pub struct IdRanges {
-    file: PathBuf,
-    bases: BTreeMap<String, u32>,
+    state_dir: PathBuf,
+    bases: LeaseTable<u32>,
+    /// The table was lost: each unit that leases again is told.
+    lost: bool,
 }
 
 impl IdRanges {
-    pub fn load(state_dir: &Path) -> Self {
-        let file = state_dir.join("idranges.json");
-        let bases = std::fs::read(&file)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default();
-        IdRanges { file, bases }
+    pub fn load(state_dir: &Path) -> (Self, Loaded) {
+        let (bases, loaded) =
+            LeaseTable::load(state_dir.join("idranges.json"), "id ranges", check_bases);
+        let ranges = IdRanges {
+            state_dir: state_dir.to_path_buf(),
+            bases,
+            lost: matches!(loaded, Loaded::Lost { .. }),
+        };
+        (ranges, loaded)
     }
 
     /// The unit's maps for `config`, leasing a range for `auto`.
@@ -76,30 +85,91 @@ impl IdRanges {
         Some(IdMaps { uid, gid })
     }
 
+    /// The `auto` base leased to `unit`, if any.
+    pub fn base(&self, unit: &str) -> Option<u32> {
+        self.bases.get(unit).copied()
+    }
+
+    /// Every leased range as (unit, first host id, count).
+    pub fn leases(&self) -> impl Iterator<Item = (&str, u32, u32)> {
+        self.bases
+            .iter()
+            .map(|(unit, base)| (unit.as_str(), *base, AUTO_SIZE))
+    }
+
     fn lease(&mut self, unit: &str) -> Option<u32> {
         if let Some(base) = self.bases.get(unit) {
             return Some(*base);
         }
-        let base = (0..u32::MAX / AUTO_SIZE)
-            .filter_map(|k| AUTO_BASE.checked_add(k.checked_mul(AUTO_SIZE)?))
-            .find(|base| !self.bases.values().any(|b| b == base))?;
-        self.bases.insert(unit.to_string(), base);
-        let result = serde_json::to_vec_pretty(&self.bases)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| crate::supervisor::write_atomically(&self.file, &bytes));
-        if let Err(e) = result {
-            log::error!("cannot save id ranges to {}: {e}", self.file.display());
+        let owners = self.state_dir_owners();
+        let taken = |base: u32| {
+            self.bases.iter().any(|(_, b)| *b == base)
+                || owners.iter().any(|(name, b)| *b == base && name != unit)
+        };
+        let own = owners
+            .iter()
+            .find(|(name, _)| name == unit)
+            .map(|(_, base)| *base)
+            .filter(|base| !taken(*base));
+        let base = own.or_else(|| {
+            (0..u32::MAX / AUTO_SIZE)
+                .filter_map(|k| AUTO_BASE.checked_add(k.checked_mul(AUTO_SIZE)?))
+                .find(|base| !taken(*base))
+        })?;
+        if self.lost {
+            match own {
+                Some(_) => log::warn!(
+                    "{unit}: id range {base} re-derived from its state directory (idranges.json was lost)"
+                ),
+                None => log::warn!(
+                    "{unit}: its id range was lost with idranges.json; it gets range {base}"
+                ),
+            }
         }
+        self.bases.insert(unit, base);
         Some(base)
     }
 
+    /// (unit, base) for every unit state directory whose overlay upper
+    /// belongs to the root of an `auto` range.
+    fn state_dir_owners(&self) -> Vec<(String, u32)> {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(entries) = std::fs::read_dir(&self.state_dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let name = entry.file_name().to_str()?.to_string();
+                let uid = std::fs::symlink_metadata(entry.path().join("upper"))
+                    .ok()?
+                    .uid();
+                is_auto_base(uid).then_some((name, uid))
+            })
+            .collect()
+    }
+
     pub fn release(&mut self, unit: &str) {
-        if self.bases.remove(unit).is_some() {
-            if let Ok(bytes) = serde_json::to_vec_pretty(&self.bases) {
-                let _ = crate::supervisor::write_atomically(&self.file, &bytes);
-            }
+        self.bases.remove(unit);
+    }
+}
+
+fn is_auto_base(id: u32) -> bool {
+    id >= AUTO_BASE && (id - AUTO_BASE) % AUTO_SIZE == 0
+}
+
+/// Aligned `auto` bases, each held by one unit.
+fn check_bases(bases: &BTreeMap<String, u32>) -> Result<(), String> {
+    let mut seen = BTreeMap::new();
+    for (name, base) in bases {
+        if !is_auto_base(*base) {
+            return Err(format!("{name}: {base} is not the start of an auto range"));
+        }
+        if let Some(other) = seen.insert(*base, name) {
+            return Err(format!("range {base} is leased to both {other} and {name}"));
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -111,7 +181,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("supd-idranges-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let mut ranges = IdRanges::load(&dir);
+        let (mut ranges, _) = IdRanges::load(&dir);
         let a = ranges.maps("a", &UserNamespace::Auto).unwrap();
         let b = ranges.maps("b", &UserNamespace::Auto).unwrap();
         assert_eq!(a.root_on_host(), (AUTO_BASE, AUTO_BASE));
@@ -119,7 +189,7 @@ mod tests {
             b.root_on_host(),
             (AUTO_BASE + AUTO_SIZE, AUTO_BASE + AUTO_SIZE)
         );
-        let mut reloaded = IdRanges::load(&dir);
+        let (mut reloaded, _) = IdRanges::load(&dir);
         assert_eq!(reloaded.maps("b", &UserNamespace::Auto).unwrap(), b);
         reloaded.release("a");
         assert_eq!(
@@ -130,6 +200,32 @@ mod tests {
                 .0,
             AUTO_BASE
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_lost_table_is_rebuilt_from_the_state_directories() {
+        let dir = std::env::temp_dir().join(format!("supd-idlost-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (mut ranges, _) = IdRanges::load(&dir);
+        let first = |r: &mut IdRanges, unit: &str| {
+            r.maps(unit, &UserNamespace::Auto).unwrap().root_on_host().0
+        };
+        let a = first(&mut ranges, "a");
+        let b = first(&mut ranges, "b");
+        for (unit, base) in [("a", a), ("b", b)] {
+            let upper = dir.join(unit).join("upper");
+            std::fs::create_dir_all(&upper).unwrap();
+            std::os::unix::fs::chown(&upper, Some(base), Some(base)).unwrap();
+        }
+        // The table is lost; b leases first this time, and must not take a's.
+        std::fs::write(dir.join("idranges.json"), "{ torn").unwrap();
+        let (mut ranges, loaded) = IdRanges::load(&dir);
+        assert!(matches!(loaded, Loaded::Lost { .. }));
+        assert_eq!(first(&mut ranges, "b"), b);
+        assert_eq!(first(&mut ranges, "c"), b + AUTO_SIZE, "skips what a owns");
+        assert_eq!(first(&mut ranges, "a"), a);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -207,7 +207,7 @@ impl Entry {
         status.memory_bytes = stats.memory_bytes;
         status.working_set_bytes = stats.working_set_bytes;
         status.pids = stats.pids;
-        status.oom_kills = Some(self.oom_kills + stats.oom_kills.unwrap_or(0));
+        status.oom_kills = Some(self.oom_kills.saturating_add(stats.oom_kills.unwrap_or(0)));
         if let Some(usage) = stats.cpu_usage_ns {
             let (since, before) = self.cpu_sample.unwrap_or((run.started, 0));
             let elapsed = now.saturating_sub(since).as_nanos() as f64;

@@ -227,7 +227,7 @@ impl Supervisor {
                 .iter()
                 .all(|name| self.settled(name, waiter.goal));
             if !settled {
-                index += 1;
+                index = index.saturating_add(1);
                 continue;
             }
             let waiter = self.waiters.remove(index);

@@ -65,20 +65,24 @@ impl JournalSink {
 
     /// Sends every complete line; keeps the rest for the next write.
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        self.partial.extend_from_slice(data);
-        let mut sent = 0;
+        let mut pending = std::mem::take(&mut self.partial);
+        pending.extend_from_slice(data);
         let mut result = Ok(());
-        while let Some(end) = self.partial[sent..].iter().position(|b| *b == b'\n') {
-            let line = self.partial[sent..sent + end].to_vec();
-            result = result.and(self.send(&line));
-            sent += end + 1;
+        let mut rest = pending.as_slice();
+        loop {
+            if let Some(end) = rest.iter().position(|b| *b == b'\n') {
+                let (line, after) = rest.split_at(end);
+                result = result.and(self.send(line));
+                rest = after.get(1..).unwrap_or_default();
+            } else if rest.len() >= MAX_LINE {
+                let (piece, after) = rest.split_at(MAX_LINE);
+                result = result.and(self.send(piece));
+                rest = after;
+            } else {
+                break;
+            }
         }
-        while self.partial.len() - sent >= MAX_LINE {
-            let piece = self.partial[sent..sent + MAX_LINE].to_vec();
-            result = result.and(self.send(&piece));
-            sent += MAX_LINE;
-        }
-        self.partial.drain(..sent);
+        self.partial = rest.to_vec();
         result
     }
 

@@ -175,8 +175,8 @@ impl Supervisor {
             into_cgroup.as_ref(),
             place,
         );
-        if let Some(bridge) = host_side.created_bridge {
-            self.bridge_created(bridge);
+        if let Some((bridge, index)) = host_side.created_bridge {
+            self.bridge_created(&bridge, index);
         }
         let spawned = match spawned {
             Ok(spawned) => spawned,
@@ -209,7 +209,10 @@ impl Supervisor {
         entry.status_text = None;
         entry.journal = journal;
         entry.output = output_token.map(|t| (spawned.output, t));
-        entry.timer = Some((now + unit.start_timeout, TimerKind::StartTimeout));
+        entry.timer = Some((
+            now.saturating_add(unit.start_timeout),
+            TimerKind::StartTimeout,
+        ));
         entry.set_state(State::Starting);
         log::info!("{name}: started container, init pid {}", spawned.pid);
         Ok(())
@@ -287,7 +290,7 @@ impl Supervisor {
         if let Err(e) = send_signal(run, signal) {
             log::warn!("{name}: cannot send stop signal: {e}");
         }
-        entry.timer = Some((monotonic_now() + timeout, TimerKind::Kill));
+        entry.timer = Some((super::deadline_after(timeout), TimerKind::Kill));
         entry.set_state(State::Stopping);
     }
 
@@ -378,7 +381,7 @@ impl Supervisor {
         let mut exit = exit;
         if oom_kills > 0 {
             exit.oom_killed = true;
-            entry.oom_kills += oom_kills;
+            entry.oom_kills = entry.oom_kills.saturating_add(oom_kills);
             let limit = entry
                 .unit
                 .as_ref()
@@ -423,8 +426,8 @@ impl Supervisor {
         }
         match entry.tracker.on_exit(monotonic_now(), started, clean) {
             Decision::RestartAfter(delay) => {
-                entry.timer = Some((monotonic_now() + delay, TimerKind::Restart));
-                entry.restarts += 1;
+                entry.timer = Some((super::deadline_after(delay), TimerKind::Restart));
+                entry.restarts = entry.restarts.saturating_add(1);
                 entry.set_state(State::Backoff);
             }
             Decision::Stop => entry.set_state(if clean { State::Stopped } else { State::Failed }),

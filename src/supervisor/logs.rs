@@ -45,7 +45,7 @@ impl LogSink {
             if let Some(file) = self.file.as_mut() {
                 file.write_all(&data[..take])?;
             }
-            self.size += take as u64;
+            self.size = self.size.saturating_add(take as u64);
             data = &data[take..];
         }
         Ok(())

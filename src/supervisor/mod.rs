@@ -2,6 +2,11 @@
 //! control socket, its clients and the containers' pipes. Idle means blocked
 //! in epoll_wait with no timer armed: zero wake-ups.
 
+// Timer deadlines and counters come from unit files and the kernel: no
+// arithmetic here may overflow (tests may, on their fake clocks).
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
+
+mod clients;
 mod entry;
 mod handlers;
 pub mod journal;
@@ -15,8 +20,7 @@ mod resources;
 pub mod restart;
 mod watch;
 
-use crate::control::access::{self, Access};
-use crate::control::connection::{Connection, Incoming};
+use crate::control::connection::Connection;
 use crate::runtime::cgroup::{Cgroup, Cgroups};
 use crate::runtime::net::ipam::Ipam;
 use crate::runtime::Dirs;
@@ -31,8 +35,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io;
 use std::os::fd::AsFd;
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -83,6 +86,9 @@ const TOKEN_WATCH: u64 = 4;
 const RELOAD_DEBOUNCE: Duration = Duration::from_millis(20);
 const FIRST_DYNAMIC_TOKEN: u64 = 16;
 
+/// timerfd takes a signed time_t: a deadline past this would wrap negative.
+const LATEST_DEADLINE: Duration = Duration::from_secs(i64::MAX as u64 / 2);
+
 /// What a dynamic epoll token stands for.
 enum Source {
     Client,
@@ -122,6 +128,12 @@ pub struct Supervisor {
     watcher: watch::UnitWatcher,
     /// A reconcile is due at this monotonic time (debounced file events).
     reload_at: Option<Duration>,
+    /// The unit watcher must re-sync at this time (see `UnitWatcher::resync`).
+    resync_at: Option<Duration>,
+    /// Unit-like files whose names are not unit names, already warned about.
+    misnamed: std::collections::BTreeSet<PathBuf>,
+    /// Accepting is paused (out of descriptors) until this time.
+    accept_at: Option<Duration>,
     cgroups: Cgroups,
     host: HostInfo,
     /// Cgroups whose removal met EBUSY, with the attempts made so far.
@@ -129,8 +141,9 @@ pub struct Supervisor {
     removal_at: Option<Duration>,
     ipam: Ipam,
     id_ranges: crate::runtime::userns::IdRanges,
-    /// Bridges supd created, removed again once no container uses them.
-    bridges_created: std::collections::BTreeSet<String>,
+    /// Bridges supd created (name -> link index), removed again once no
+    /// container uses them.
+    bridges_created: crate::files::LeaseTable<u32>,
     notifier: notify::Notifier,
 }
 
@@ -143,17 +156,10 @@ fn setup(what: &'static str, path: &std::path::Path) -> impl FnOnce(io::Error) -
     move |source| SupervisorError::Setup { what, path, source }
 }
 
-/// Writes a file so that readers see the old or the new content, never a
-/// torn one: write a temp file, fsync, rename.
-pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
-    use std::io::Write;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut file = File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&tmp, path)
+/// A timer deadline `after` from now. Durations from unit files are bounded
+/// (365 days), but the sum saturates anyway: no input may panic the loop.
+pub fn deadline_after(after: Duration) -> Duration {
+    monotonic_now().saturating_add(after)
 }
 
 /// Monotonic now, the clock of every timer and the restart tracker.
@@ -214,11 +220,29 @@ impl Supervisor {
             cgroups: cgroups.host(),
             online_cpus: HostInfo::online_cpus(),
         };
-        let listener = bind_socket(&options.socket, &options.access)?;
+        let listener = clients::bind_socket(&options.socket, &options.access)?;
         let watcher = watch::UnitWatcher::new(&options.units_dirs).map_err(|e| {
             let dirs = std::env::join_paths(&options.units_dirs).unwrap_or_default();
             setup("inotify on", std::path::Path::new(&dirs))(e)
         })?;
+        let (ipam, addresses) = Ipam::load(&options.dirs.state);
+        let (id_ranges, ranges) = crate::runtime::userns::IdRanges::load(&options.dirs.state);
+        let (bridges_created, bridges) = networking::load_created_bridges(&options.dirs.runtime);
+        for (loaded, what) in [
+            (
+                addresses,
+                "address leases (units with `address: auto` get new addresses)",
+            ),
+            (ranges, "user namespace id ranges"),
+            (
+                bridges,
+                "the list of bridges supd created (they are not removed)",
+            ),
+        ] {
+            if let Some(warning) = loaded.warning(what) {
+                log::warn!("{warning}");
+            }
+        }
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(sys("epoll"))?;
         let watch = |fd: std::os::fd::BorrowedFd<'_>, token| {
             epoll
@@ -243,13 +267,16 @@ impl Supervisor {
             shutting_down: false,
             watcher,
             reload_at: None,
+            resync_at: None,
+            accept_at: None,
+            misnamed: std::collections::BTreeSet::new(),
             cgroups,
             host,
             removals: Vec::new(),
             removal_at: None,
-            ipam: Ipam::load(&options.dirs.state),
-            id_ranges: crate::runtime::userns::IdRanges::load(&options.dirs.state),
-            bridges_created: networking::load_created_bridges(&options.dirs.runtime),
+            ipam,
+            id_ranges,
+            bridges_created,
             notifier: notify::Notifier::from_env(),
             options,
         })
@@ -257,6 +284,7 @@ impl Supervisor {
 
     /// Runs until SIGTERM or SIGINT has stopped every container.
     pub fn run(mut self) -> Result<(), SupervisorError> {
+        self.after_watch(false);
         self.reload();
         // Bridges an earlier supd created that no unit wants any more.
         self.remove_unused_bridges();
@@ -297,9 +325,8 @@ impl Supervisor {
             TOKEN_TIMER => self.on_timer(),
             TOKEN_LISTENER => self.accept_clients(),
             TOKEN_WATCH => {
-                if self.watcher.read() && self.reload_at.is_none() {
-                    self.reload_at = Some(monotonic_now() + RELOAD_DEBOUNCE);
-                }
+                let changed = self.watcher.read();
+                self.after_watch(changed);
             }
             _ => match self.sources.get(&token) {
                 Some(Source::Client) => self.on_client(token, flags),
@@ -318,6 +345,18 @@ impl Supervisor {
                 None => {}
             },
         }
+    }
+
+    /// Schedules the reconcile a file change asks for, and the re-sync of
+    /// a watch set that a racing directory change left incomplete.
+    fn after_watch(&mut self, changed: bool) {
+        if changed && self.reload_at.is_none() {
+            self.reload_at = Some(deadline_after(RELOAD_DEBOUNCE));
+        }
+        self.resync_at = self
+            .watcher
+            .incomplete()
+            .then(|| deadline_after(watch::RESYNC_DELAY));
     }
 
     fn on_signals(&mut self) {
@@ -368,6 +407,8 @@ impl Supervisor {
             .values()
             .filter_map(|e| e.timer.map(|(at, _)| at))
             .chain(self.reload_at)
+            .chain(self.resync_at)
+            .chain(self.accept_at)
             .chain(self.removal_at)
             .chain(self.notifier.watchdog_at)
             .min();
@@ -375,7 +416,9 @@ impl Supervisor {
             Some(at) => self
                 .timer
                 .set(
-                    Expiration::OneShot(TimeSpec::from_duration(at.max(Duration::from_nanos(1)))),
+                    Expiration::OneShot(TimeSpec::from_duration(
+                        at.clamp(Duration::from_nanos(1), LATEST_DEADLINE),
+                    )),
                     TimerSetTimeFlags::TFD_TIMER_ABSTIME,
                 )
                 .map_err(sys("timerfd set")),
@@ -386,6 +429,13 @@ impl Supervisor {
     fn on_timer(&mut self) {
         let _ = self.timer.wait();
         let now = monotonic_now();
+        if self.accept_at.is_some_and(|at| at <= now) {
+            self.resume_accepting();
+        }
+        if self.resync_at.is_some_and(|at| at <= now) {
+            let changed = self.watcher.resync();
+            self.after_watch(changed);
+        }
         if self.reload_at.is_some_and(|at| at <= now) {
             self.reload_at = None;
             self.reload();
@@ -419,7 +469,7 @@ impl Supervisor {
 
     fn register(&mut self, fd: std::os::fd::BorrowedFd<'_>, source: Source) -> Option<u64> {
         let token = self.next_token;
-        self.next_token += 1;
+        self.next_token = self.next_token.saturating_add(1);
         match self
             .epoll
             .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token))
@@ -439,135 +489,4 @@ impl Supervisor {
         let _ = self.epoll.delete(fd);
         self.sources.remove(&token);
     }
-
-    fn accept_clients(&mut self) {
-        loop {
-            match self.listener.accept() {
-                Ok((stream, _)) => self.add_client(stream),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    log::warn!("accept on the control socket: {e}");
-                    return;
-                }
-            }
-        }
-    }
-
-    fn add_client(&mut self, stream: UnixStream) {
-        let access = self.options.access.check(&stream);
-        let mut connection = match Connection::new(stream) {
-            Ok(c) => c,
-            Err(e) => return log::warn!("control client: {e}"),
-        };
-        connection.access = access;
-        if access == Access::Denied {
-            // Answered once, then closed without reading a request.
-            connection.send(&crate::control::protocol::Response::error(
-                "permission denied: supd accepts root and members of its admin group",
-            ));
-            return;
-        }
-        if let Some(token) = self.register(connection.stream.as_fd(), Source::Client) {
-            self.clients.insert(token, connection);
-        }
-    }
-
-    fn on_client(&mut self, token: u64, flags: EpollFlags) {
-        let Some(connection) = self.clients.get_mut(&token) else {
-            return;
-        };
-        let broken = (flags.contains(EpollFlags::EPOLLIN) && connection.fill().is_err())
-            || connection.flush().is_err();
-        if broken {
-            return self.drop_client(token);
-        }
-        if !self.waiters.iter().any(|w| w.token == token) {
-            self.serve_client(token);
-        }
-        self.update_client(token);
-    }
-
-    /// Answers the client's complete lines in order; a request that waits for
-    /// units to settle holds back the lines behind it.
-    fn serve_client(&mut self, token: u64) {
-        loop {
-            let Some(connection) = self.clients.get_mut(&token) else {
-                return;
-            };
-            let request = match connection.next_request() {
-                None => return,
-                Some(Incoming::Rejected) => continue,
-                Some(Incoming::Request(request)) => request,
-            };
-            let read_only = connection.access == Access::ReadOnly;
-            if read_only && !access::is_read_only(&request.command) {
-                connection.send(&crate::control::protocol::Response::error(
-                    "permission denied: this client may only read (status, show, logs)",
-                ));
-                continue;
-            }
-            match self.handle(token, request.command) {
-                Some(response) => {
-                    if let Some(connection) = self.clients.get_mut(&token) {
-                        connection.send(&response);
-                    }
-                }
-                None => return,
-            }
-        }
-    }
-
-    /// Closes finished clients and asks for EPOLLOUT while output is queued.
-    fn update_client(&mut self, token: u64) {
-        let Some(connection) = self.clients.get(&token) else {
-            return;
-        };
-        let waiting = self.waiters.iter().any(|w| w.token == token);
-        if connection.read_closed && !connection.wants_write() && !waiting {
-            return self.drop_client(token);
-        }
-        let mut flags = EpollFlags::empty();
-        if !connection.read_closed {
-            flags |= EpollFlags::EPOLLIN;
-        }
-        if connection.wants_write() {
-            flags |= EpollFlags::EPOLLOUT;
-        }
-        let mut event = EpollEvent::new(flags, token);
-        let _ = self.epoll.modify(connection.stream.as_fd(), &mut event);
-    }
-
-    fn drop_client(&mut self, token: u64) {
-        if let Some(connection) = self.clients.remove(&token) {
-            self.unregister(connection.stream.as_fd(), token);
-        }
-        self.waiters.retain(|w| w.token != token);
-    }
-}
-
-/// Binds the control socket, replacing a stale one but never stealing it
-/// from a live supd.
-fn bind_socket(
-    path: &std::path::Path,
-    access: &crate::control::access::AccessPolicy,
-) -> Result<UnixListener, SupervisorError> {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(setup("create directory", parent))?;
-    }
-    if path.exists() {
-        if UnixStream::connect(path).is_ok() {
-            return Err(SupervisorError::SocketInUse(path.to_path_buf()));
-        }
-        fs::remove_file(path).map_err(setup("remove stale socket", path))?;
-    }
-    let listener = UnixListener::bind(path).map_err(setup("bind", path))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(setup("set non-blocking", path))?;
-    if let Some(gid) = access.admin_gid {
-        std::os::unix::fs::chown(path, Some(0), Some(gid)).map_err(setup("chown", path))?;
-    }
-    fs::set_permissions(path, fs::Permissions::from_mode(access.socket_mode()))
-        .map_err(setup("chmod", path))?;
-    Ok(listener)
 }

@@ -2,23 +2,25 @@
 //! removing the bridges supd created once no container uses them.
 
 use super::Supervisor;
-use crate::runtime::net::{self, NetPlan};
+use crate::files::{LeaseTable, Loaded};
+use crate::runtime::net::{self, BridgeRemoval, NetPlan};
 use crate::runtime::SetupError;
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use crate::unit::schema::IfName;
+use std::path::Path;
 
-/// `RUNTIME_DIR/bridges`: the bridges supd created, one per line, so that
-/// a supd started after one that was killed still removes them once
-/// unused. Runtime, not state: bridges do not survive a reboot either.
-fn bridges_file(runtime_dir: &Path) -> PathBuf {
-    runtime_dir.join("bridges")
-}
-
-/// The bridges an earlier supd recorded (none if the file is unreadable).
-pub(super) fn load_created_bridges(runtime_dir: &Path) -> BTreeSet<String> {
-    std::fs::read_to_string(bridges_file(runtime_dir))
-        .map(|text| text.lines().map(str::to_string).collect())
-        .unwrap_or_default()
+/// `RUNTIME_DIR/bridges.json`: the bridges supd created (name -> link
+/// index), so that a supd started after one that was killed still removes
+/// them once unused. Runtime, not state: bridges do not survive a reboot
+/// either.
+pub(super) fn load_created_bridges(runtime_dir: &Path) -> (LeaseTable<u32>, Loaded) {
+    LeaseTable::load(
+        runtime_dir.join("bridges.json"),
+        "the list of bridges supd created",
+        |bridges| match bridges.keys().find(|name| !IfName::is_valid(name)) {
+            Some(name) => Err(format!("{name:?} is not an interface name")),
+            None => Ok(()),
+        },
+    )
 }
 
 impl Supervisor {
@@ -56,24 +58,8 @@ impl Supervisor {
     }
 
     /// Records a bridge this supd created.
-    pub(super) fn bridge_created(&mut self, bridge: String) {
-        self.bridges_created.insert(bridge);
-        self.save_created_bridges();
-    }
-
-    fn save_created_bridges(&self) {
-        let file = bridges_file(&self.options.dirs.runtime);
-        let mut text = String::new();
-        for bridge in &self.bridges_created {
-            text.push_str(bridge);
-            text.push('\n');
-        }
-        if let Err(e) = super::write_atomically(&file, text.as_bytes()) {
-            log::warn!(
-                "cannot record the bridges supd created in {}: {e}",
-                file.display()
-            );
-        }
+    pub(super) fn bridge_created(&mut self, bridge: &str, index: u32) {
+        self.bridges_created.insert(bridge, index);
     }
 
     /// Deletes the bridges supd created that no running container uses.
@@ -85,23 +71,22 @@ impl Supervisor {
             .filter(|plan| plan.config.mode == crate::unit::NetworkMode::Bridge)
             .map(|plan| plan.config.bridge.as_str())
             .collect();
-        let unused: Vec<String> = self
+        let unused: Vec<(String, u32)> = self
             .bridges_created
             .iter()
-            .filter(|b| !in_use.contains(b.as_str()))
-            .cloned()
+            .filter(|(b, _)| !in_use.contains(b.as_str()))
+            .map(|(b, index)| (b.clone(), *index))
             .collect();
-        if unused.is_empty() {
-            return;
-        }
-        for bridge in unused {
+        for (bridge, index) in unused {
             self.bridges_created.remove(&bridge);
-            match net::remove_bridge(&bridge) {
-                Ok(true) => log::info!("removed bridge {bridge}: no unit uses it"),
-                Ok(false) => {}
+            match net::remove_bridge(&bridge, index) {
+                Ok(BridgeRemoval::Removed) => {
+                    log::info!("removed bridge {bridge}: no unit uses it")
+                }
+                Ok(BridgeRemoval::Missing) => {}
+                Ok(BridgeRemoval::NotOurs(why)) => log::warn!("not removing {bridge}: {why}"),
                 Err(e) => log::warn!("cannot remove bridge {bridge}: {e}"),
             }
         }
-        self.save_created_bridges();
     }
 }

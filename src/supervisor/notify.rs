@@ -4,7 +4,7 @@
 //! shutdown. Without NOTIFY_SOCKET all of it does nothing.
 
 use super::entry::State;
-use super::{monotonic_now, Supervisor};
+use super::Supervisor;
 use sd_notify::NotifyState;
 use std::time::Duration;
 
@@ -21,13 +21,13 @@ impl Notifier {
     pub fn from_env() -> Self {
         let enabled = std::env::var_os("NOTIFY_SOCKET").is_some();
         let watchdog_every = sd_notify::watchdog_enabled()
-            .map(|usec| usec / 2)
+            .map(|usec| usec.div_f64(2.0))
             .filter(|every| enabled && !every.is_zero());
         Notifier {
             enabled,
             last_status: String::new(),
             watchdog_every,
-            watchdog_at: watchdog_every.map(|every| monotonic_now() + every),
+            watchdog_at: watchdog_every.map(super::deadline_after),
         }
     }
 
@@ -60,7 +60,7 @@ impl Notifier {
 
     pub fn watchdog(&mut self) {
         self.send(&[NotifyState::Watchdog]);
-        self.watchdog_at = self.watchdog_every.map(|every| monotonic_now() + every);
+        self.watchdog_at = self.watchdog_every.map(super::deadline_after);
     }
 
     /// Sends STATUS= when the summary changed since the last one.
@@ -90,7 +90,9 @@ pub fn summary(states: impl Iterator<Item = State>) -> String {
     let mut counts = [0usize; SUMMARY_ORDER.len()];
     for state in states {
         if let Some(index) = SUMMARY_ORDER.iter().position(|s| *s == state) {
-            counts[index] += 1;
+            if let Some(count) = counts.get_mut(index) {
+                *count = count.saturating_add(1);
+            }
         }
     }
     let parts: Vec<String> = SUMMARY_ORDER

@@ -2,21 +2,29 @@
 
 use super::entry::{AfterStop, Entry, State};
 use super::Supervisor;
+use crate::plan::claims::{self, Claim};
 use crate::plan::{plan, Action, Actual};
-use crate::unit::loader::{load_dirs, Outcome};
+use crate::unit::loader::{load_dirs, misnamed_files, Outcome};
 use std::collections::BTreeMap;
 
 impl Supervisor {
     pub(super) fn reload(&mut self) {
+        self.warn_misnamed();
         let loaded = load_dirs(&self.options.units_dirs, Some(&self.host));
         let mut origins = BTreeMap::new();
-        let desired: BTreeMap<String, Outcome> = loaded
+        let mut desired: BTreeMap<String, Outcome> = loaded
             .into_iter()
             .map(|(name, unit)| {
                 origins.insert(name.clone(), (unit.source, unit.dropins, unit.effective));
                 (name, unit.outcome)
             })
             .collect();
+        let sources = origins
+            .iter()
+            .map(|(name, (source, _, _))| (name.clone(), source.clone()))
+            .collect();
+        let held = self.held_claims(&desired);
+        claims::refuse_conflicts(&mut desired, &held, &sources);
         let actual: BTreeMap<String, Actual> = self
             .entries
             .values()
@@ -41,6 +49,57 @@ impl Supervisor {
             }
             self.apply(&name, action);
         }
+    }
+
+    /// What other units hold already: the fixed claims of running
+    /// containers, and the `auto` addresses and id ranges leased to units.
+    fn held_claims(&self, desired: &BTreeMap<String, Outcome>) -> Vec<(String, Claim)> {
+        let mut held: Vec<(String, Claim)> = self
+            .entries
+            .values()
+            .filter(|e| e.is_active())
+            .filter_map(|e| Some((e.name.clone(), claims::fixed_claims(e.unit.as_ref()?))))
+            .flat_map(|(name, claims)| claims.into_iter().map(move |(_, c)| (name.clone(), c)))
+            .collect();
+        let config_of = |name: &str| match desired.get(name) {
+            Some(Outcome::Valid(unit)) => Some(unit.as_ref()),
+            _ => self.entries.get(name)?.unit.as_ref(),
+        };
+        for (name, lease) in self.ipam.leases() {
+            if let Some(segment) = config_of(name).and_then(claims::segment) {
+                held.push((
+                    name.to_string(),
+                    Claim::Address {
+                        segment,
+                        ip: lease.ip,
+                    },
+                ));
+            }
+        }
+        for (name, start, count) in self.id_ranges.leases() {
+            let (start, end) = (
+                u64::from(start),
+                u64::from(start).saturating_add(count.into()),
+            );
+            held.push((name.to_string(), Claim::Uids { start, end }));
+            held.push((name.to_string(), Claim::Gids { start, end }));
+        }
+        held
+    }
+
+    /// Once per file (again if it comes back after going away).
+    fn warn_misnamed(&mut self) {
+        let misnamed: std::collections::BTreeSet<std::path::PathBuf> =
+            misnamed_files(&self.options.units_dirs)
+                .into_iter()
+                .collect();
+        for path in misnamed.difference(&self.misnamed) {
+            log::warn!(
+                "{}: ignored: a unit file name is NAME.yaml with NAME matching [a-z0-9][a-z0-9_.-]{{0,62}}",
+                path.display()
+            );
+        }
+        self.misnamed = misnamed;
     }
 
     fn entry(&mut self, name: &str) -> &mut Entry {

@@ -1,6 +1,6 @@
 //! The supervisor's side of cgroups: live updates and removal retries.
 
-use super::{monotonic_now, Supervisor};
+use super::{deadline_after, Supervisor};
 use crate::runtime::cgroup::Cgroup;
 use crate::unit::Unit;
 use std::time::Duration;
@@ -53,8 +53,7 @@ impl Supervisor {
         if let Err(e) = cgroup.remove() {
             log::debug!("{}: {e}; retrying", cgroup.path().display());
             self.removals.push((cgroup, 1));
-            self.removal_at
-                .get_or_insert(monotonic_now() + REMOVAL_RETRY);
+            self.removal_at.get_or_insert(deadline_after(REMOVAL_RETRY));
         }
     }
 
@@ -66,11 +65,11 @@ impl Supervisor {
                 Err(e) if attempts >= REMOVAL_ATTEMPTS => {
                     log::error!("giving up removing a container cgroup: {e}");
                 }
-                Err(_) => self.removals.push((cgroup, attempts + 1)),
+                Err(_) => self.removals.push((cgroup, attempts.saturating_add(1))),
             }
         }
         if !self.removals.is_empty() {
-            self.removal_at = Some(monotonic_now() + REMOVAL_RETRY);
+            self.removal_at = Some(deadline_after(REMOVAL_RETRY));
         }
     }
 

@@ -5,7 +5,7 @@
 //! creating it later is noticed. Any relevant event only schedules a
 //! reconcile, which reads the directories whole.
 
-use crate::unit::loader::{dropin_dir_unit, is_dropin_name, unit_name};
+use crate::unit::loader::{dropin_dir_unit, is_dropin_name};
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
@@ -26,7 +26,14 @@ pub struct UnitWatcher {
     dirs: Vec<PathBuf>,
     watches: HashMap<PathBuf, (WatchDescriptor, Role)>,
     paths: HashMap<WatchDescriptor, PathBuf>,
+    /// A watch could not be added (the directory changed under us) and the
+    /// rounds ran out: the caller must call `resync` again soon, or a
+    /// directory may be left with nothing watching it.
+    incomplete: bool,
 }
+
+/// How long to wait before `resync` when the watch set is incomplete.
+pub const RESYNC_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
 
 const CONTENT: WatchMask = WatchMask::CREATE
     .union(WatchMask::CLOSE_WRITE)
@@ -53,6 +60,7 @@ impl UnitWatcher {
             dirs: dirs.to_vec(),
             watches: HashMap::new(),
             paths: HashMap::new(),
+            incomplete: false,
         };
         // The first reconcile reads everything anyway.
         watcher.sync();
@@ -128,18 +136,30 @@ impl UnitWatcher {
             return true;
         }
         match role {
-            Role::UnitDir => unit_name(name).is_some() || dropin_dir_unit(name).is_some(),
+            // A misnamed `*.yaml` too: the reconcile warns about it.
+            Role::UnitDir => is_dropin_name(name) || dropin_dir_unit(name).is_some(),
             Role::DropinDir => is_dropin_name(name),
             Role::Ancestor => false,
         }
     }
 
+    /// True while a directory may lack a watch; see `resync`.
+    pub fn incomplete(&self) -> bool {
+        self.incomplete
+    }
+
+    /// Called after `RESYNC_DELAY` while `incomplete`. Returns whether the
+    /// watch set changed (a reason to reconcile).
+    pub fn resync(&mut self) -> bool {
+        self.sync()
+    }
+
     /// Adds and removes watches until they match the directories as they are
-    /// now; a directory created while a watch was being added is caught by
-    /// the next round. Returns whether anything changed.
+    /// now; a directory created or removed while a watch was being added is
+    /// caught by the next round. Returns whether anything changed.
     fn sync(&mut self) -> bool {
         let mut changed = false;
-        for _ in 0..8 {
+        for _ in 0..16 {
             if !self.sync_once() {
                 break;
             }
@@ -148,46 +168,67 @@ impl UnitWatcher {
         changed
     }
 
+    /// New watches are added before stale ones go, and none go while an add
+    /// failed: at every moment each directory, or an ancestor of it, is
+    /// watched, so no event can be missed for good.
     fn sync_once(&mut self) -> bool {
         let wanted = self.wanted();
         let mut changed = false;
-        let stale: Vec<PathBuf> = self
-            .watches
-            .iter()
-            .filter(|(path, (_, role))| wanted.get(*path) != Some(role))
-            .map(|(path, _)| path.clone())
-            .collect();
-        for path in stale {
-            if let Some((wd, _)) = self.watches.remove(&path) {
-                self.paths.remove(&wd);
-                let _ = self.inotify.watches().remove(wd);
-                changed = true;
-            }
-        }
-        for (path, role) in wanted {
-            if self.watches.contains_key(&path) {
+        let mut failed = false;
+        for (path, role) in &wanted {
+            if self.watches.get(path).is_some_and(|(_, r)| r == role) {
                 continue;
             }
-            let mask = if role == Role::Ancestor {
+            let mask = if *role == Role::Ancestor {
                 ANCESTOR
             } else {
                 CONTENT
             };
-            match self.inotify.watches().add(&path, mask) {
+            match self.inotify.watches().add(path, mask) {
                 Ok(wd) => {
                     // inotify returns the same descriptor for the same inode.
                     if let Some(old) = self.paths.insert(wd.clone(), path.clone()) {
                         self.watches.remove(&old);
                     }
-                    self.watches.insert(path, (wd, role));
+                    self.watches.insert(path.clone(), (wd, role.clone()));
                     changed = true;
                 }
-                // It vanished between looking and watching: the next event
-                // on its parent brings it back.
-                Err(e) => log::debug!("cannot watch {}: {e}", path.display()),
+                // It changed between looking and watching: look again.
+                Err(e) => {
+                    log::debug!("cannot watch {}: {e}", path.display());
+                    failed = true;
+                    changed = true;
+                }
+            }
+        }
+        self.incomplete = failed;
+        if failed {
+            return changed;
+        }
+        let stale: Vec<PathBuf> = self
+            .watches
+            .keys()
+            .filter(|path| !wanted.contains_key(*path))
+            .cloned()
+            .collect();
+        for path in stale {
+            if let Some((wd, _)) = self.watches.remove(&path) {
+                self.paths.remove(&wd);
+                // The descriptor may already be gone with its directory.
+                let _ = self.inotify.watches().remove(wd);
+                changed = true;
             }
         }
         changed
+    }
+
+    /// Whether every unit directory, or an ancestor of it, is watched.
+    #[cfg(test)]
+    fn covers_all(&self) -> bool {
+        // A watched directory removed since then has its event queued.
+        self.dirs
+            .iter()
+            .all(|dir| dir.ancestors().any(|a| self.watches.contains_key(a)))
     }
 
     fn wanted(&self) -> BTreeMap<PathBuf, Role> {
@@ -242,6 +283,47 @@ mod tests {
         assert!(watcher.read());
         std::fs::write(dir.join("x.yaml~"), "").unwrap();
         assert!(!watcher.read());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The race: a directory removed between looking at it and watching it
+    /// once left nothing watched, and supd deaf for good.
+    #[test]
+    fn churn_never_leaves_a_directory_unwatched() {
+        let dir = std::env::temp_dir().join(format!("supd-churn-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let units = dir.join("later/units");
+        let mut watcher = UnitWatcher::new(std::slice::from_ref(&units)).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let churn = {
+            let (units, stop) = (units.clone(), stop.clone());
+            let later = dir.join("later");
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = std::fs::create_dir_all(&units);
+                    let _ = std::fs::remove_dir_all(&later);
+                }
+            })
+        };
+        let mut incomplete = 0;
+        for _ in 0..3000 {
+            watcher.read();
+            while watcher.incomplete() {
+                incomplete += 1;
+                watcher.resync();
+            }
+            assert!(watcher.covers_all(), "{:?}", watcher.watches.keys());
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        churn.join().unwrap();
+        std::fs::create_dir_all(&units).unwrap();
+        watcher.read();
+        std::fs::write(units.join("x.yaml"), "exec: [/x]\n").unwrap();
+        assert!(
+            watcher.read() || watcher.read(),
+            "after {incomplete} retries"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

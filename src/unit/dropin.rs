@@ -2,7 +2,7 @@
 //! lists and scalars replaced. An error in the merged unit is attributed to
 //! the last file that set the offending key, with that file's line.
 
-use super::validate::locate_key_depth;
+use super::validate::{check_depth, locate_key_depth};
 use super::{parse_unit, Unit, UnitError};
 use serde_yaml::Value;
 use std::path::{Path, PathBuf};
@@ -31,6 +31,7 @@ pub fn parse_layers(name: &str, layers: &[Layer]) -> Result<(Unit, String), Unit
     }
     let mut merged = Value::Null;
     for layer in layers {
+        check_depth(&layer.path, &layer.text)?;
         let value: Value = if layer.text.trim().is_empty() {
             Value::Null
         } else {
@@ -46,7 +47,7 @@ pub fn parse_layers(name: &str, layers: &[Layer]) -> Result<(Unit, String), Unit
                 line: 1,
                 column: 1,
                 field: String::new(),
-                message: "a unit or drop-in must be a mapping of keys".into(),
+                message: super::validate::NOT_A_MAPPING.into(),
             });
         }
         merge(&mut merged, value);

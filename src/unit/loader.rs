@@ -84,18 +84,18 @@ fn load_unit(
     }
     let mut layers = Vec::with_capacity(1 + dropins.len());
     for file in std::iter::once(path).chain(dropins.iter().map(PathBuf::as_path)) {
-        match fs::read_to_string(file) {
+        match read_unit_text(file) {
             Ok(text) => layers.push(Layer {
                 path: file.to_path_buf(),
                 text,
             }),
-            Err(e) => {
+            Err(message) => {
                 let error = UnitError {
                     file: file.to_path_buf(),
                     line: 0,
                     column: 0,
                     field: String::new(),
-                    message: format!("cannot read: {e}"),
+                    message,
                 };
                 return (Outcome::Invalid(error), None);
             }
@@ -117,6 +117,22 @@ fn load_unit(
         },
         Err(e) => (Outcome::Invalid(e), None),
     }
+}
+
+/// A unit file or drop-in: a regular file (or a link to one) of at most
+/// `MAX_FILE_BYTES`, opened without blocking, so that a FIFO or a link to
+/// /dev/zero is an invalid unit rather than a wedged or exhausted supd.
+fn read_unit_text(path: &Path) -> Result<String, String> {
+    use crate::files::{read_text, FileError, Links, MAX_FILE_BYTES};
+    read_text(path, Links::Follow, MAX_FILE_BYTES).map_err(|e| match e {
+        FileError::Open { source, .. } => format!("cannot read: {source}"),
+        FileError::NotRegular { kind, .. } => format!("not a regular file but a {kind}"),
+        FileError::TooLarge { limit, .. } => {
+            format!("larger than {limit} bytes: a unit file is a few kilobytes")
+        }
+        FileError::NotText { .. } => "not UTF-8 text".to_string(),
+        other => other.to_string(),
+    })
 }
 
 /// The unit name for a file name, if the file is a unit at all.
@@ -173,6 +189,17 @@ fn unit_files(dir: &Path) -> Vec<(String, PathBuf)> {
         .into_iter()
         .filter_map(|(file_name, path)| Some((unit_name(&file_name)?.to_string(), path)))
         .filter(|(_, path)| !path.is_dir())
+        .collect()
+}
+
+/// Files in the unit directories that look like units (`*.yaml`, not an
+/// editor's hidden temp file) but whose name is not a valid unit name:
+/// they are not loaded, and the operator should hear why.
+pub fn misnamed_files(dirs: &[PathBuf]) -> Vec<PathBuf> {
+    dirs.iter()
+        .flat_map(|dir| read_dir_names(dir))
+        .filter(|(file_name, _)| is_dropin_name(file_name) && unit_name(file_name).is_none())
+        .map(|(_, path)| path)
         .collect()
 }
 

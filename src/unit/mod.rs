@@ -1,5 +1,6 @@
 //! Units: the model, loading from the unit directories, and validation.
 
+mod depth;
 mod dropin;
 pub mod host;
 pub mod loader;

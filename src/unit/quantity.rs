@@ -123,7 +123,25 @@ macro_rules! scalar_deserialize {
     };
 }
 
+/// The largest size a unit may name (1 EiB): far above any real limit, and
+/// low enough that sums of two sizes (memory plus swap) cannot overflow.
+pub const MAX_SIZE: u64 = 1 << 60;
+
+/// The longest duration a unit may name (365 days): every timer deadline is
+/// the monotonic clock plus one of these, which then cannot overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86400);
+
 pub fn parse_size(text: &str) -> Result<u64, String> {
+    let bytes = parse_size_unbounded(text)?;
+    if bytes > MAX_SIZE {
+        return Err(format!(
+            "size {text:?} is too large: at most 1048576T (2^60 bytes)"
+        ));
+    }
+    Ok(bytes)
+}
+
+fn parse_size_unbounded(text: &str) -> Result<u64, String> {
     let bad = || {
         format!("invalid size {text:?}: expected bytes or a number with K, M, G or T (for example 512K, 64M, 1.5G)")
     };
@@ -155,6 +173,14 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration_unbounded(text)?;
+    if duration > MAX_DURATION {
+        return Err(format!("duration {text:?} is too long: at most 365d"));
+    }
+    Ok(duration)
+}
+
+fn parse_duration_unbounded(text: &str) -> Result<Duration, String> {
     let bad = || {
         format!("invalid duration {text:?}: expected a number with ms, s, m, h or d (for example 500ms, 10s, 5m, 1h)")
     };
@@ -232,6 +258,12 @@ mod tests {
             ("12Q", None),
             ("-1", None),
             ("1.2.3K", None),
+            ("1048577T", None),
+            ("1048576T", Some(MAX_SIZE)),
+            ("1152921504606846976", Some(MAX_SIZE)),
+            ("1152921504606846977", None),
+            ("18446744073709551615", None),
+            ("16E", None),
         ];
         for (text, want) in cases {
             assert_eq!(parse_size(text).ok(), want, "{text}");
@@ -253,6 +285,15 @@ mod tests {
             ("10x", None),
             ("s", None),
             ("", None),
+            ("365d", Some(MAX_DURATION)),
+            ("31536000", Some(MAX_DURATION)),
+            ("31536001", None),
+            ("365d1ms", None),
+            ("18446744073709551615", None),
+            ("213503982334601d", None),
+            ("1e300s", None),
+            ("nan s", None),
+            ("-1s", None),
         ];
         for (text, want) in cases {
             assert_eq!(parse_duration(text).ok(), want, "{text}");

@@ -246,15 +246,18 @@ pub struct IfName(pub String);
 scalar_deserialize!(IfName, IfName::parse);
 
 impl IfName {
-    fn parse(value: &str) -> Result<Self, String> {
-        let valid = !value.is_empty()
+    pub fn is_valid(value: &str) -> bool {
+        !value.is_empty()
             && value.len() <= 15
             && value != "."
             && value != ".."
             && !value
                 .chars()
-                .any(|c| c == '/' || c == ':' || c.is_whitespace());
-        if !valid {
+                .any(|c| c == '/' || c == ':' || c.is_whitespace())
+    }
+
+    fn parse(value: &str) -> Result<Self, String> {
+        if !Self::is_valid(value) {
             return Err(format!(
                 "invalid interface name {value:?}: 1 to 15 characters without '/', ':' or blanks"
             ));

@@ -16,12 +16,31 @@ pub fn parse_unit(name: &str, file: &Path, text: &str) -> Result<Unit, UnitError
             format!("invalid unit name {name:?}: use [a-z0-9][a-z0-9_.-]{{0,62}}"),
         ));
     }
+    check_depth(file, text)?;
     let raw: RawUnit = if text.trim().is_empty() {
         RawUnit::default()
     } else {
         serde_yaml::from_str(text).map_err(|e| from_yaml_error(file, &e))?
     };
     Checker { file, text }.unit(name, raw)
+}
+
+/// Refuses text nested deeper than any unit needs, before the YAML parser
+/// (whose cost grows with the square of the depth) sees it.
+pub(super) fn check_depth(file: &Path, text: &str) -> Result<(), UnitError> {
+    match super::depth::too_deep(text) {
+        None => Ok(()),
+        Some((line, column)) => Err(UnitError {
+            file: file.to_path_buf(),
+            line,
+            column,
+            field: String::new(),
+            message: format!(
+                "nested deeper than {} levels: a unit never needs that many",
+                super::depth::MAX_DEPTH
+            ),
+        }),
+    }
 }
 
 struct Checker<'a> {
@@ -173,6 +192,12 @@ impl Checker<'_> {
                 .interval
                 .map_or(defaults.start_limit_interval, |s| s.0),
         };
+        if config.delay < MIN_RESTART_DELAY {
+            return Err(self.fail(
+                "restart.delay",
+                "must be at least 100ms: a shorter back-off turns a crash loop into a busy loop",
+            ));
+        }
         if config.max_delay < config.delay {
             return Err(self.fail(
                 "restart.max_delay",
@@ -362,6 +387,11 @@ impl Checker<'_> {
     }
 }
 
+pub(super) const NOT_A_MAPPING: &str = "a unit or drop-in must be a mapping of keys";
+
+/// The shortest first back-off, as Docker's and systemd's default.
+pub const MIN_RESTART_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// How long a start may take, setup and (with `notify`) readiness
 /// included, as systemd's TimeoutStartSec default.
 pub const DEFAULT_START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
@@ -383,10 +413,22 @@ fn from_yaml_error(file: &Path, error: &serde_yaml::Error) -> UnitError {
     let text = error
         .to_string()
         .replacen(&format!(" at line {line} column {column}"), "", 1);
+    // Whatever the file is (a link to /etc/shadow, say), its text must not
+    // reach the read-only clients who see this error in `status`.
+    if text.starts_with("invalid type: ") && text.ends_with("expected struct RawUnit") {
+        return UnitError {
+            file: file.to_path_buf(),
+            line,
+            column,
+            field: String::new(),
+            message: NOT_A_MAPPING.into(),
+        };
+    }
     let (field, message) = match text.split_once(": ") {
         Some((path, rest)) if !path.contains(' ') => (path.to_string(), rest.to_string()),
         _ => (String::new(), text),
     };
+    let message = hide_odd_key(message);
     let message = match did_you_mean(&message) {
         Some(hint) => format!("{message} (did you mean `{hint}`?)"),
         None => message,
@@ -397,6 +439,26 @@ fn from_yaml_error(file: &Path, error: &serde_yaml::Error) -> UnitError {
         column,
         field,
         message,
+    }
+}
+
+/// An unknown key that is not a short word is not echoed: it is more
+/// likely a line of some other file (a link to /etc/shadow) than a typo.
+fn hide_odd_key(message: String) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message;
+    };
+    let Some((key, after)) = rest.split_once('`') else {
+        return message;
+    };
+    let word = key.len() <= 40
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+    if word {
+        message
+    } else {
+        format!("unknown field (not shown: it is not a key name){after}")
     }
 }
 

@@ -1,29 +1,26 @@
 //! `address: auto`: one address per unit from the bridge's subnet, unique
 //! across units and kept across restarts (persisted in the state dir).
 
+use crate::files::{LeaseTable, Loaded};
 use crate::unit::Ipv4Net;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub struct Ipam {
-    file: PathBuf,
-    leases: BTreeMap<String, Ipv4Net>,
+    leases: LeaseTable<Ipv4Net>,
 }
 
 impl Ipam {
-    /// Loads `STATE_DIR/addresses.json` (an unreadable file starts empty and
-    /// is reported).
-    pub fn load(state_dir: &Path) -> Self {
-        let file = state_dir.join("addresses.json");
-        let leases = match std::fs::read(&file) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                log::warn!("{}: {e}; starting with no address leases", file.display());
-                BTreeMap::new()
-            }),
-            Err(_) => BTreeMap::new(),
-        };
-        Ipam { file, leases }
+    /// Loads `STATE_DIR/addresses.json`. A corrupt file is moved aside and
+    /// reported: each unit that had a lease then gets a new address.
+    pub fn load(state_dir: &Path) -> (Self, Loaded) {
+        let (leases, loaded) = LeaseTable::load(
+            state_dir.join("addresses.json"),
+            "address leases",
+            check_leases,
+        );
+        (Ipam { leases }, loaded)
     }
 
     /// The unit's address in `subnet`: its lease if it has one there, else
@@ -42,9 +39,23 @@ impl Ipam {
             }
         }
         let address = allocate(subnet, gateway, &self.in_use(unit, taken))?;
-        self.leases.insert(unit.to_string(), address);
-        self.save();
+        self.leases.insert(unit, address);
         Some(address)
+    }
+
+    /// Every lease: (unit, address).
+    pub fn leases(&self) -> impl Iterator<Item = (&str, &Ipv4Net)> {
+        self.leases
+            .iter()
+            .map(|(name, lease)| (name.as_str(), lease))
+    }
+
+    /// The unit that holds `ip`, other than `except`.
+    pub fn holder(&self, ip: Ipv4Addr, except: &str) -> Option<&str> {
+        self.leases
+            .iter()
+            .find(|(name, lease)| name.as_str() != except && lease.ip == ip)
+            .map(|(name, _)| name.as_str())
     }
 
     fn in_use(&self, except: &str, taken: &[Ipv4Addr]) -> Vec<Ipv4Addr> {
@@ -58,19 +69,25 @@ impl Ipam {
 
     /// The unit is gone: its address may go to another.
     pub fn release(&mut self, unit: &str) {
-        if self.leases.remove(unit).is_some() {
-            self.save();
-        }
+        self.leases.remove(unit);
     }
+}
 
-    fn save(&self) {
-        let result = serde_json::to_vec_pretty(&self.leases)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| crate::supervisor::write_atomically(&self.file, &bytes));
-        if let Err(e) = result {
-            log::error!("cannot save address leases to {}: {e}", self.file.display());
+/// Every name a unit name, every address held once.
+fn check_leases(leases: &BTreeMap<String, Ipv4Net>) -> Result<(), String> {
+    let mut seen = BTreeMap::new();
+    for (name, lease) in leases {
+        if !crate::unit::valid_unit_name(name) {
+            return Err(format!("{name:?} is not a unit name"));
+        }
+        if lease.prefix > 32 {
+            return Err(format!("{name}: prefix /{} is not IPv4", lease.prefix));
+        }
+        if let Some(other) = seen.insert(lease.ip, name) {
+            return Err(format!("{} is leased to both {other} and {name}", lease.ip));
         }
     }
+    Ok(())
 }
 
 /// The first free host address of `subnet`.
@@ -116,13 +133,15 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let subnet = net("10.88.0.0/16");
         let gateway = Some("10.88.0.1".parse().unwrap());
-        let mut ipam = Ipam::load(&dir);
+        let (mut ipam, loaded) = Ipam::load(&dir);
+        assert_eq!(loaded, Loaded::Missing);
         let a = ipam.lease("a", subnet, gateway, &[]).unwrap();
         let b = ipam
             .lease("b", subnet, gateway, &["10.88.0.3".parse().unwrap()])
             .unwrap();
         assert_eq!((a, b), (net("10.88.0.2/16"), net("10.88.0.4/16")));
-        let mut reloaded = Ipam::load(&dir);
+        let (mut reloaded, loaded) = Ipam::load(&dir);
+        assert_eq!(loaded, Loaded::Read);
         assert_eq!(
             reloaded.lease("b", subnet, gateway, &[]),
             Some(b),
@@ -130,6 +149,15 @@ mod tests {
         );
         reloaded.release("a");
         assert_eq!(reloaded.lease("c", subnet, gateway, &[]), Some(a));
+        assert_eq!(reloaded.holder(a.ip, "b"), Some("c"));
+        assert_eq!(reloaded.holder(a.ip, "c"), None);
+        std::fs::write(
+            dir.join("addresses.json"),
+            r#"{"a": {"ip": "10.88.0.2", "prefix": 16}, "b": {"ip": "10.88.0.2", "prefix": 16}}"#,
+        )
+        .unwrap();
+        let (_, loaded) = Ipam::load(&dir);
+        assert!(matches!(loaded, Loaded::Lost { .. }), "{loaded:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

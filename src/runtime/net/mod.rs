@@ -81,8 +81,8 @@ fn required_index(netlink: &mut Netlink, name: &str) -> Result<u32, NetError> {
 /// What the host side created, to undo on stop.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HostSide {
-    /// The bridge was created by this call.
-    pub created_bridge: Option<String>,
+    /// The bridge (name, link index) was created by this call.
+    pub created_bridge: Option<(String, u32)>,
 }
 
 /// Host side, before the container runs: its interface is created in (or
@@ -120,7 +120,7 @@ pub fn setup_host(plan: &NetPlan, pid: Pid) -> Result<HostSide, NetError> {
                 spread_receive_work(&plan.host_link)?;
             }
             Ok(HostSide {
-                created_bridge: created_bridge.then(|| config.bridge.clone()),
+                created_bridge: created_bridge.map(|index| (config.bridge.clone(), index)),
             })
         }
         NetworkMode::Macvlan | NetworkMode::Ipvlan => {
@@ -158,8 +158,9 @@ pub fn setup_host(plan: &NetPlan, pid: Pid) -> Result<HostSide, NetError> {
     }
 }
 
-/// Creates the bridge with the gateway address if missing; true if created.
-fn ensure_bridge(netlink: &mut Netlink, config: &NetworkConfig) -> Result<bool, NetError> {
+/// Creates the bridge with the gateway address if missing; its index if
+/// this call created it.
+fn ensure_bridge(netlink: &mut Netlink, config: &NetworkConfig) -> Result<Option<u32>, NetError> {
     let created = match netlink.link_index(&config.bridge)? {
         Some(_) => false,
         None => {
@@ -176,7 +177,7 @@ fn ensure_bridge(netlink: &mut Netlink, config: &NetworkConfig) -> Result<bool, 
         netlink.add_address(index, gateway, subnet.prefix)?;
     }
     netlink.set_link(index, true, Vec::new())?;
-    Ok(created)
+    Ok(created.then_some(index))
 }
 
 /// RPS: let every online CPU take the veth's receive work instead of the one
@@ -283,13 +284,30 @@ pub fn teardown_host(plan: &NetPlan) -> Result<(), NetError> {
     }
 }
 
-/// Removes a bridge supd created, once nothing is attached to it; false if
-/// there was none.
-pub fn remove_bridge(name: &str) -> Result<bool, NetError> {
+/// What became of a bridge supd created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BridgeRemoval {
+    Removed,
+    /// Already gone.
+    Missing,
+    /// The name now belongs to another link (not a bridge, or another
+    /// bridge than the one supd made): left alone.
+    NotOurs(String),
+}
+
+/// Removes the bridge supd created as link `index` under `name`, and only
+/// that one: a link of another kind or index that took the name is kept.
+pub fn remove_bridge(name: &str, index: u32) -> Result<BridgeRemoval, NetError> {
     let mut netlink = Netlink::open()?;
-    match netlink.link_index(name)? {
-        Some(index) => netlink.delete_link(index).map(|()| true),
-        None => Ok(false),
+    match netlink.link_kind(name)? {
+        None => Ok(BridgeRemoval::Missing),
+        Some((found, Some(InfoKind::Bridge))) if found == index => {
+            netlink.delete_link(index).map(|()| BridgeRemoval::Removed)
+        }
+        Some((found, kind)) => Ok(BridgeRemoval::NotOurs(format!(
+            "{name} is now link {found} of kind {}, not the bridge {index} supd made",
+            kind.map_or("device".to_string(), |k| format!("{k:?}").to_lowercase())
+        ))),
     }
 }
 

@@ -8,7 +8,7 @@ use netlink_packet_core::{
     NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -100,6 +100,25 @@ impl Netlink {
 
     /// The index of the link called `name`, if it exists.
     pub fn link_index(&mut self, name: &str) -> Result<Option<u32>, NetError> {
+        Ok(self.link(name)?.map(|link| link.header.index))
+    }
+
+    /// The index and kind (bridge, veth, ...; None for a plain device) of
+    /// the link called `name`, if it exists.
+    pub fn link_kind(&mut self, name: &str) -> Result<Option<(u32, Option<InfoKind>)>, NetError> {
+        Ok(self.link(name)?.map(|link| {
+            let kind = link.attributes.iter().find_map(|a| match a {
+                LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|info| match info {
+                    LinkInfo::Kind(kind) => Some(kind.clone()),
+                    _ => None,
+                }),
+                _ => None,
+            });
+            (link.header.index, kind)
+        }))
+    }
+
+    fn link(&mut self, name: &str) -> Result<Option<LinkMessage>, NetError> {
         let mut message = LinkMessage::default();
         message
             .attributes
@@ -110,7 +129,7 @@ impl Netlink {
             NLM_F_ACK,
         ) {
             Ok(replies) => Ok(replies.into_iter().find_map(|r| match r {
-                RouteNetlinkMessage::NewLink(link) => Some(link.header.index),
+                RouteNetlinkMessage::NewLink(link) => Some(link),
                 _ => None,
             })),
             Err(NetError::Kernel { errno, .. }) if errno == libc::ENODEV => Ok(None),

@@ -51,7 +51,8 @@ fn action(name: &str, errno: Option<u32>) -> Result<SeccompAction, String> {
 }
 
 pub fn programs(path: &Path) -> Result<Vec<BpfProgram>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    use crate::files::{read_text, Links, MAX_FILE_BYTES};
+    let text = read_text(path, Links::Follow, MAX_FILE_BYTES).map_err(|e| e.to_string())?;
     parse(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 

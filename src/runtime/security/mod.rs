@@ -59,6 +59,33 @@ pub fn before_user_switch(
     Ok(())
 }
 
+/// The built-in init, once the workload is forked: it only forwards
+/// signals and reaps, so it keeps one capability, CAP_KILL. Without it a
+/// signal could not reach a workload that changed its user (a gosu or su
+/// entrypoint, a server that drops privileges); its reach ends at the
+/// container's PID namespace, where the workload's root could signal
+/// anyway. Every other capability goes, from every set; no_new_privs is
+/// set and the container's seccomp filter applies, as to every other
+/// process in the container.
+pub fn confine_init(seccomp: &[seccompiler::BpfProgram]) -> Result<(), SetupError> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(step("init no_new_privileges")(
+            std::io::Error::last_os_error().to_string(),
+        ));
+    }
+    let fail = |e: caps::errors::CapsError| step("init capabilities")(e.to_string());
+    let kill_only: CapsHashSet = [Capability::CAP_KILL].into_iter().collect();
+    for capability in caps::all().difference(&kill_only) {
+        caps::drop(None, CapSet::Bounding, *capability).map_err(fail)?;
+    }
+    caps::clear(None, CapSet::Ambient).map_err(fail)?;
+    caps::clear(None, CapSet::Inheritable).map_err(fail)?;
+    caps::set(None, CapSet::Effective, &kill_only).map_err(fail)?;
+    caps::set(None, CapSet::Permitted, &kill_only).map_err(fail)?;
+    seccomp::install(seccomp).map_err(step("init seccomp"))
+}
+
 /// After the user switch: root gets the set as effective, permitted and
 /// inheritable; a non-root user gets none unless `ambient` asks for them.
 pub fn after_user_switch(config: &SecurityConfig, uid: u32) -> Result<(), SetupError> {
