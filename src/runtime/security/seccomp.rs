@@ -138,9 +138,40 @@ pub(super) fn syscall_u32(nr: i64) -> Result<u32, String> {
     u32::try_from(nr).map_err(|_| format!("syscall number {nr} out of range"))
 }
 
+// `install` hands seccompiler's instructions to the kernel as libc's.
+const _: () = assert!(
+    std::mem::size_of::<seccompiler::sock_filter>() == std::mem::size_of::<libc::sock_filter>()
+);
+
+/// Installs the filters. Not through seccompiler's `apply_filter`, which
+/// always sets no_new_privs: a unit may say `no_new_privileges: false`, and
+/// supd installs filters while it still holds CAP_SYS_ADMIN, so the kernel
+/// does not require the flag.
 pub fn install(programs: &[BpfProgram]) -> Result<(), String> {
     for program in programs {
-        seccompiler::apply_filter(program).map_err(|e| e.to_string())?;
+        let len = u16::try_from(program.len())
+            .map_err(|_| format!("seccomp filter of {} instructions", program.len()))?;
+        let prog = libc::sock_fprog {
+            len,
+            filter: program.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: `prog` points to `program`, which lives across the call;
+        // seccompiler's sock_filter has libc's layout (both are the
+        // kernel's struct sock_filter), and the kernel copies the program.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &prog as *const libc::sock_fprog,
+            )
+        };
+        if rc != 0 {
+            return Err(format!(
+                "installing the filter: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
     }
     Ok(())
 }
