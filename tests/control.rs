@@ -148,15 +148,17 @@ fn logs_follow_prints_new_output() {
     d.write_unit("follow", &sh_unit(&d, script, &extra));
     d.supctl(&["reload"]);
     d.wait_log("follow", "first");
-    let mut child = std::process::Command::new(SUPCTL)
-        .env("SUPD_SOCKET", &d.socket)
-        .args(["logs", "-f", "follow"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        std::process::Command::new(SUPCTL)
+            .env("SUPD_SOCKET", &d.socket)
+            .args(["logs", "-f", "follow"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     // Lines arrive through a thread, so a missing one fails the test
     // instead of blocking it.
-    let stdout = child.stdout.take().unwrap();
+    let stdout = child.0.stdout.take().unwrap();
     let (lines, received) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
@@ -168,8 +170,7 @@ fn logs_follow_prints_new_output() {
     assert_eq!(received.recv_timeout(WAIT).unwrap(), "first");
     fs::write(data.join("go"), "").unwrap();
     assert_eq!(received.recv_timeout(WAIT).unwrap(), "second");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     d.stop();
 }
 
@@ -235,11 +236,12 @@ fn validate_works_offline() {
     fs::write(&good, "rootfs: /srv\nexec: [/bin/true]\n").unwrap();
     fs::write(&bad, "rootfs: /srv\nexec: [/bin/true]\nnotify:\n  maybe\n").unwrap();
     let run = |files: &[&std::path::Path]| {
-        std::process::Command::new(SUPCTL)
-            .arg("validate")
-            .args(files)
-            .output()
-            .unwrap()
+        run_timed(
+            std::process::Command::new(SUPCTL)
+                .arg("validate")
+                .args(files),
+            String::new,
+        )
     };
     let ok = run(&[&good]);
     assert_eq!(ok.status.code(), Some(0));

@@ -302,12 +302,13 @@ fn journal_driver_sends_each_line_with_the_unit_fields_and_logs_reads_journalctl
     std::fs::write(&fake, "#!/bin/sh\necho \"$@\"\n").unwrap();
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    let out = std::process::Command::new(SUPCTL)
-        .env("SUPD_SOCKET", &d.socket)
-        .env("PATH", path)
-        .args(["logs", "-n", "5", "chatty"])
-        .output()
-        .unwrap();
+    let out = run_timed(
+        std::process::Command::new(SUPCTL)
+            .env("SUPD_SOCKET", &d.socket)
+            .env("PATH", path)
+            .args(["logs", "-n", "5", "chatty"]),
+        || d.daemon_log(),
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "--no-pager -o cat --lines=5 SUPD_UNIT=chatty\n"
@@ -317,8 +318,8 @@ fn journal_driver_sends_each_line_with_the_unit_fields_and_logs_reads_journalctl
 
 #[test]
 fn under_systemd_on_cgroup_v2_containers_live_in_the_service_cgroup() {
-    if !is_cgroup_v2() {
-        eprintln!("skipped: delegation applies to pure cgroup v2 only");
+    // Delegation applies to pure cgroup v2 only.
+    if !host_has("cgroup-v2", is_cgroup_v2()) {
         return;
     }
     let unit = sleeper();

@@ -46,9 +46,9 @@ fn memory_max_is_in_place_and_stats_are_reported() {
 #[test]
 fn a_memory_hog_is_oom_killed_and_reported() {
     let d = Daemon::start();
-    let swap = if is_cgroup_v2()
-        || std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
-    {
+    let accounting = is_cgroup_v2()
+        || std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
+    let swap = if host_has("swap-accounting", accounting) {
         ", swap: 0"
     } else {
         ""
@@ -253,16 +253,18 @@ fn every_resource_key_lands_in_its_file_and_is_lifted_live() {
     let v2 = is_cgroup_v2();
     let host = supd::runtime::cgroup::probe_host(std::path::Path::new("/sys/fs/cgroup")).unwrap();
     let (device, numbers) = some_block_device();
-    let memory = match (v2, host.swap_accounting) {
+    let swap_accounting = host_has("swap-accounting", host.swap_accounting);
+    let io_weight = host_has("io-weight", host.io_weight);
+    let memory = match (v2, swap_accounting) {
         (true, true) => "{ max: 64M, high: 48M, swap: 0, oom_score_adj: 500 }",
         (true, false) => "{ max: 64M, high: 48M, oom_score_adj: 500 }",
         (false, true) => "{ max: 64M, swap: 0, swappiness: 10, oom_score_adj: 500 }",
         (false, false) => "{ max: 64M, swappiness: 10, oom_score_adj: 500 }",
     };
-    let io_weight = if host.io_weight { "weight: 300, " } else { "" };
+    let io_weight_key = if io_weight { "weight: 300, " } else { "" };
     let limited = format!(
         "resources:\n  memory: {memory}\n  cpu: {{ max: 0.5, weight: 200, cpuset: \"0\" }}\n  \
-         pids: {{ max: 77 }}\n  io: {{ {io_weight}limits: [{{ device: {device}, read_bps: 1M, \
+         pids: {{ max: 77 }}\n  io: {{ {io_weight_key}limits: [{{ device: {device}, read_bps: 1M, \
          write_bps: 2M, read_iops: 100, write_iops: 200 }}] }}\n"
     );
     d.write_unit("all", &sh_unit(&d, "exec sleep 1000", &limited));
@@ -299,7 +301,7 @@ fn every_resource_key_lands_in_its_file_and_is_lifted_live() {
         expected.push((file("cpu", "cpu.cfs_period_us", ""), "100000"));
         expected.push((file("memory", "memory.swappiness", ""), "10"));
     }
-    if host.swap_accounting {
+    if swap_accounting {
         // v1 limits memory plus swap: max + 0.
         let swap = if v2 { "0" } else { "67108864" };
         expected.push((
@@ -310,7 +312,7 @@ fn every_resource_key_lands_in_its_file_and_is_lifted_live() {
     for (path, value) in &expected {
         assert_eq!(read(path), *value, "{}", path.display());
     }
-    if host.io_weight {
+    if io_weight {
         let weight = lines(file("blkio", "blkio.weight", "io.weight"));
         assert_eq!(weight[0], if v2 { "default 300" } else { "1000" });
     }

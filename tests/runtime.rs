@@ -342,6 +342,27 @@ fn network_none_has_only_loopback_up() {
     d.stop();
 }
 
+/// `stop.signal` is what reaches the workload: this one ignores SIGTERM
+/// and would only die at the stop timeout without it.
+#[test]
+fn the_stop_signal_is_the_units_own() {
+    let d = Daemon::start();
+    d.write_unit(
+        "usr1",
+        &sh_unit(
+            &d,
+            "trap '' TERM; trap 'echo got USR1; exit 0' USR1; echo up; while true; do sleep 0.05; done",
+            "stop: { signal: SIGUSR1, timeout: 60s }\n",
+        ),
+    );
+    d.wait_log("usr1", "up");
+    assert!(d.supctl(&["stop", "usr1"]).status.success());
+    assert!(d.log("usr1").contains("got USR1"), "{}", d.log("usr1"));
+    let status = d.status("usr1");
+    assert_eq!(status["last_exit"]["code"], 0, "{status}");
+    d.stop();
+}
+
 #[test]
 fn setup_failures_name_the_step() {
     let d = Daemon::start();

@@ -118,7 +118,8 @@ impl Netlink {
         }))
     }
 
-    fn link(&mut self, name: &str) -> Result<Option<LinkMessage>, NetError> {
+    /// The link called `name` with all its attributes, if it exists.
+    pub fn link(&mut self, name: &str) -> Result<Option<LinkMessage>, NetError> {
         let mut message = LinkMessage::default();
         message
             .attributes
