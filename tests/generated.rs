@@ -21,7 +21,7 @@ its containers running (unless systemd's KillMode removes them); the next
 supd on the same cgroup parent kills what still runs in each container
 cgroup under it, removes those cgroups, logs a warning per unit and starts
 the units afresh; bridges the dead supd created (listed in
-\fIRUNTIME_DIR/bridges\fR) are removed once no unit uses them. Two live
+\fIRUNTIME_DIR/bridges.json\fR) are removed once no unit uses them. Two live
 daemons never share a parent: the second one
 exits with an error naming it (choose another with \fB--cgroup-parent\fR).
 .SH SYSTEMD

@@ -210,22 +210,28 @@ fn running_out_of_descriptors_pauses_accepting_instead_of_spinning() {
     let d = Daemon::start();
     let pid = d.daemon_pid();
     let open = fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
-    let soft = fs::read_to_string(format!("/proc/{pid}/limits"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("Max open files"))
-        .and_then(|l| l.split_whitespace().next().map(str::to_string))
-        .unwrap();
-    // The soft limit only: lowering the hard one could not be undone.
-    let limit = format!("--nofile={}:", open + 2);
-    let set = |arg: &str| {
-        let status = std::process::Command::new("prlimit")
-            .args(["--pid", &pid.to_string(), arg])
-            .status()
-            .unwrap();
-        assert!(status.success());
+    // The soft limit only: lowering the hard one could not be undone here.
+    let set_soft = |soft: Option<libc::rlim_t>| -> libc::rlim_t {
+        let mut old = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: prlimit with a null new limit only reads into `old`.
+        let rc =
+            unsafe { libc::prlimit(pid as i32, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) };
+        assert_eq!(rc, 0);
+        if let Some(soft) = soft {
+            let new = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: old.rlim_max,
+            };
+            // SAFETY: both pointers are to live rlimit values.
+            let rc = unsafe { libc::prlimit(pid as i32, libc::RLIMIT_NOFILE, &new, &mut old) };
+            assert_eq!(rc, 0);
+        }
+        old.rlim_cur
     };
-    set(&limit);
+    let soft = set_soft(Some(open as libc::rlim_t + 2));
     let clients: Vec<UnixStream> = (0..20)
         .filter_map(|_| UnixStream::connect(&d.socket).ok())
         .collect();
@@ -240,7 +246,7 @@ fn running_out_of_descriptors_pauses_accepting_instead_of_spinning() {
     );
     assert!((1..=20).contains(&warnings), "{warnings} warnings");
     drop(clients);
-    set(&format!("--nofile={soft}:"));
+    set_soft(Some(soft));
     d.wait_for("supd to answer again", WAIT, || {
         d.supctl(&["status"]).status.success()
     });

@@ -78,22 +78,25 @@ pub fn one_shot(daemon: &Daemon, count: usize) -> Vec<Duration> {
     samples
 }
 
-/// A workload that reports and exits at once, restarted with zero back-off:
-/// the gap between two reports is one exit, reap, restart and exec.
+/// A workload that reports and exits at once, restarted after the shortest
+/// back-off a unit may set (100 ms, kept constant): the gap between two
+/// reports less that back-off is one exit, reap, restart and exec.
+const BACKOFF: Duration = Duration::from_millis(100);
+
 pub fn restart_after_exit(daemon: &Daemon, probe: &Probe, count: usize) -> Vec<Duration> {
     probe.drain();
     daemon.write_unit(
         "crash",
         &probe.unit(
             "[/bin/sd-notify, crash]",
-            "restart: { policy: always, delay: 0s, start_limit: { burst: 100000, interval: 1s } }\n",
+            "restart: { policy: always, delay: 100ms, max_delay: 100ms, start_limit: { burst: 100000, interval: 1s } }\n",
         ),
     );
     let mut previous = probe.wait_for("crash");
     let mut samples = Vec::new();
     for _ in 0..count {
         let at = probe.wait_for("crash");
-        samples.push(at - previous);
+        samples.push((at - previous).saturating_sub(BACKOFF));
         previous = at;
     }
     let body = request(

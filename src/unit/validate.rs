@@ -380,14 +380,20 @@ impl Checker<'_> {
         if config.max_size < 4096 {
             return Err(self.fail("logging.max_size", "must be at least 4K"));
         }
-        if config.max_files == 0 {
-            return Err(self.fail("logging.max_files", "must be at least 1"));
+        if !(1..=MAX_LOG_FILES).contains(&config.max_files) {
+            return Err(self.fail(
+                "logging.max_files",
+                format!("must be between 1 and {MAX_LOG_FILES}"),
+            ));
         }
         Ok(config)
     }
 }
 
 pub(super) const NOT_A_MAPPING: &str = "a unit or drop-in must be a mapping of keys";
+
+/// Each rotation renames every kept file: a bound keeps it cheap.
+pub const MAX_LOG_FILES: u32 = 100;
 
 /// The shortest first back-off, as Docker's and systemd's default.
 pub const MIN_RESTART_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
