@@ -276,6 +276,14 @@ fn an_address_held_by_another_unit_is_refused_naming_it() {
         "{error}"
     );
     assert_eq!(d.pid("first"), first);
+    // Once the holder gives the address up, the refused unit gets it.
+    let moved = "network: { mode: bridge, bridge: hbr0, address: 10.88.0.9/16 }\n";
+    d.write_unit("first", &sh_unit(&d, SLEEPER, moved));
+    d.wait_for("first to move", WAIT, || {
+        d.status("first")["addresses"][0] == "10.88.0.9/16"
+    });
+    d.wait_state("second", "running");
+    assert_eq!(d.status("second")["addresses"][0], "10.88.0.2/16");
     d.stop();
 }
 

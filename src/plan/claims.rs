@@ -96,12 +96,14 @@ pub fn fixed_claims(unit: &Unit) -> Vec<(&'static str, Claim)> {
 /// Turns every valid unit whose fixed claims collide with a claim `held`
 /// by another unit (a running container, a lease), or with a unit earlier
 /// in name order, into an invalid one. `sources` gives each unit's file.
+/// Returns how many were refused.
 pub fn refuse_conflicts(
     desired: &mut BTreeMap<String, Outcome>,
     held: &[(String, Claim)],
     sources: &BTreeMap<String, PathBuf>,
-) {
+) -> usize {
     let mut accepted: Vec<(String, Claim)> = Vec::new();
+    let mut refused = 0;
     for (name, outcome) in desired.iter_mut() {
         let Outcome::Valid(unit) = outcome else {
             continue;
@@ -118,6 +120,7 @@ pub fn refuse_conflicts(
         });
         match clash {
             Some((field, claim, holder)) => {
+                refused += 1;
                 *outcome = Outcome::Invalid(UnitError {
                     file: sources
                         .get(name)
@@ -132,6 +135,7 @@ pub fn refuse_conflicts(
             None => accepted.extend(claims.into_iter().map(|(_, c)| (name.clone(), c))),
         }
     }
+    refused
 }
 
 #[cfg(test)]

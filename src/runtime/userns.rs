@@ -122,7 +122,7 @@ impl IdRanges {
                     "{unit}: id range {base} re-derived from its state directory (idranges.json was lost)"
                 ),
                 None => log::warn!(
-                    "{unit}: its id range was lost with idranges.json; it gets range {base}"
+                    "{unit}: the id ranges were lost (idranges.json); it now has range {base}"
                 ),
             }
         }

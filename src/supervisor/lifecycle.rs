@@ -375,6 +375,11 @@ impl Supervisor {
             exit.code,
             exit.signal
         );
+        // A unit refused for an address or range this one held may now
+        // have it.
+        if self.claims_refused && self.reload_at.is_none() {
+            self.reload_at = Some(super::deadline_after(super::RELOAD_DEBOUNCE));
+        }
         let Some(entry) = self.entries.get_mut(name) else {
             return;
         };

@@ -130,6 +130,9 @@ pub struct Supervisor {
     reload_at: Option<Duration>,
     /// The unit watcher must re-sync at this time (see `UnitWatcher::resync`).
     resync_at: Option<Duration>,
+    /// The last reconcile refused a unit for an address or id range that
+    /// another held: once a container ends, look again.
+    claims_refused: bool,
     /// Unit-like files whose names are not unit names, already warned about.
     misnamed: std::collections::BTreeSet<PathBuf>,
     /// Accepting is paused (out of descriptors) until this time.
@@ -270,6 +273,7 @@ impl Supervisor {
             resync_at: None,
             accept_at: None,
             misnamed: std::collections::BTreeSet::new(),
+            claims_refused: false,
             cgroups,
             host,
             removals: Vec::new(),

@@ -24,7 +24,7 @@ impl Supervisor {
             .map(|(name, (source, _, _))| (name.clone(), source.clone()))
             .collect();
         let held = self.held_claims(&desired);
-        claims::refuse_conflicts(&mut desired, &held, &sources);
+        self.claims_refused = claims::refuse_conflicts(&mut desired, &held, &sources) > 0;
         let actual: BTreeMap<String, Actual> = self
             .entries
             .values()
@@ -65,18 +65,22 @@ impl Supervisor {
             Some(Outcome::Valid(unit)) => Some(unit.as_ref()),
             _ => self.entries.get(name)?.unit.as_ref(),
         };
+        // A lease counts while its unit still asks for `auto`.
         for (name, lease) in self.ipam.leases() {
-            if let Some(segment) = config_of(name).and_then(claims::segment) {
-                held.push((
-                    name.to_string(),
-                    Claim::Address {
-                        segment,
-                        ip: lease.ip,
-                    },
-                ));
+            let Some(unit) = config_of(name).filter(|u| u.network.address.is_none()) else {
+                continue;
+            };
+            if let Some(segment) = claims::segment(unit) {
+                let ip = lease.ip;
+                held.push((name.to_string(), Claim::Address { segment, ip }));
             }
         }
-        for (name, start, count) in self.id_ranges.leases() {
+        let auto_range = |name: &str| {
+            config_of(name).is_some_and(|u| {
+                u.security.user_namespace == Some(crate::unit::security::UserNamespace::Auto)
+            })
+        };
+        for (name, start, count) in self.id_ranges.leases().filter(|(n, _, _)| auto_range(n)) {
             let (start, end) = (
                 u64::from(start),
                 u64::from(start).saturating_add(count.into()),

@@ -445,7 +445,8 @@ pub fn kill_everything(dir: &Path) {
     for top in cgroup_dirs(dir).into_iter().chain([service_cgroup(dir)]) {
         collect_dirs(&top, &mut cgroups);
     }
-    for _ in 0..50 {
+    // A process freeing a lot of memory takes a while to leave its cgroup.
+    for _ in 0..500 {
         let mut alive = 0;
         for cgroup in &cgroups {
             let procs = fs::read_to_string(cgroup.join("cgroup.procs")).unwrap_or_default();

@@ -9,6 +9,8 @@ use std::path::Path;
 
 pub struct Ipam {
     leases: LeaseTable<Ipv4Net>,
+    /// The table was lost: each unit that leases again is told.
+    lost: bool,
 }
 
 impl Ipam {
@@ -20,7 +22,8 @@ impl Ipam {
             "address leases",
             check_leases,
         );
-        (Ipam { leases }, loaded)
+        let lost = matches!(loaded, Loaded::Lost { .. });
+        (Ipam { leases, lost }, loaded)
     }
 
     /// The unit's address in `subnet`: its lease if it has one there, else
@@ -39,6 +42,11 @@ impl Ipam {
             }
         }
         let address = allocate(subnet, gateway, &self.in_use(unit, taken))?;
+        if self.lost {
+            log::warn!(
+                "{unit}: the address leases were lost (addresses.json); it now has {address}"
+            );
+        }
         self.leases.insert(unit, address);
         Some(address)
     }
