@@ -163,6 +163,21 @@ mod tests {
         assert!(text.contains("delay: 5s"));
     }
 
+    /// A billion references through nested aliases: refused by the YAML
+    /// library's repetition limit, not expanded.
+    #[test]
+    fn alias_bombs_are_refused_not_expanded() {
+        let mut lines = vec![r#"a0: &a0 ["x","x","x","x","x","x","x","x","x","x"]"#.to_string()];
+        for i in 1..9 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(",");
+            lines.push(format!("a{i}: &a{i} [{refs}]"));
+        }
+        let base = layer("web.yaml", "rootfs: /r\nexec: [/bin/a]\n");
+        let bomb = layer("web.yaml.d/b.yaml", &(lines.join("\n") + "\n"));
+        let error = parse_layers("web", &[base, bomb]).unwrap_err();
+        assert_eq!(error.file, PathBuf::from("web.yaml.d/b.yaml"));
+    }
+
     #[test]
     fn errors_point_at_the_drop_in_that_caused_them() {
         let base = layer(
