@@ -323,8 +323,11 @@ fn corrupt_state_files_are_kept_aside_and_what_runs_is_rederived() {
         map,
         "range re-derived from the state dir"
     );
+    d.wait_for("the warning about the address leases", WAIT, || {
+        d.daemon_log()
+            .contains("address leases (units with `address: auto` get new addresses) lost")
+    });
     let log = d.daemon_log();
-    assert!(log.contains("address leases (units with `address: auto` get new addresses) lost"));
     assert!(log.contains("addresses.json.corrupt-"), "{log}");
     let kept: Vec<_> = fs::read_dir(&state)
         .unwrap()
@@ -339,9 +342,10 @@ fn corrupt_state_files_are_kept_aside_and_what_runs_is_rederived() {
     d.supctl(&["stop", "zzz"]);
     fs::write(run.join("bridges.json"), [0xff, 0xfe, b'\n']).unwrap();
     d.crash_and_restart();
-    assert!(d
-        .daemon_log()
-        .contains("the list of bridges supd created (they are not removed) lost"));
+    d.wait_for("the warning about the bridges list", WAIT, || {
+        d.daemon_log()
+            .contains("the list of bridges supd created (they are not removed) lost")
+    });
     d.stop();
     drop(made);
 }

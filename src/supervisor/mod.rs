@@ -223,7 +223,6 @@ impl Supervisor {
             cgroups: cgroups.host(),
             online_cpus: HostInfo::online_cpus(),
         };
-        let listener = clients::bind_socket(&options.socket, &options.access)?;
         let watcher = watch::UnitWatcher::new(&options.units_dirs).map_err(|e| {
             let dirs = std::env::join_paths(&options.units_dirs).unwrap_or_default();
             setup("inotify on", std::path::Path::new(&dirs))(e)
@@ -246,6 +245,8 @@ impl Supervisor {
                 log::warn!("{warning}");
             }
         }
+        // Listening last: a client that can connect finds the state loaded.
+        let listener = clients::bind_socket(&options.socket, &options.access)?;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(sys("epoll"))?;
         let watch = |fd: std::os::fd::BorrowedFd<'_>, token| {
             epoll
