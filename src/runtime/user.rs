@@ -40,6 +40,9 @@ pub fn resolve(spec: Option<&UserSpec>) -> Result<Credentials, SetupError> {
     resolve_in(spec, &passwd, &group)
 }
 
+/// (uid_t)-1.
+const UNCHANGED_ID: u32 = u32::MAX;
+
 fn resolve_in(
     spec: Option<&UserSpec>,
     passwd: &str,
@@ -92,6 +95,17 @@ fn resolve_in(
     }
     supplementary.sort_unstable();
     supplementary.dedup();
+    // To setresuid and setgroups, -1 means "leave unchanged": an image's
+    // passwd entry with that id would leave the workload root.
+    if let Some(id) = [uid, gid]
+        .iter()
+        .chain(&supplementary)
+        .find(|&&id| id == UNCHANGED_ID)
+    {
+        return Err(fail(format!(
+            "id {id} is not a user or group (the kernel reads it as \"unchanged\")"
+        )));
+    }
     Ok(Credentials {
         uid,
         gid,
@@ -138,6 +152,25 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_unchanged_id_is_refused() {
+        let passwd = "evil:x:4294967295:0::/:/bin/sh\nroot:x:0:0::/root:/bin/sh\n";
+        let spec = UserSpec {
+            user: IdOrName::Name("evil".into()),
+            group: None,
+        };
+        let error = resolve_in(Some(&spec), passwd, "").unwrap_err();
+        assert!(
+            error.message.contains("4294967295 is not a user"),
+            "{error}"
+        );
+        let spec = UserSpec {
+            user: IdOrName::Id(0),
+            group: Some(IdOrName::Id(u32::MAX)),
+        };
+        assert!(resolve_in(Some(&spec), passwd, "").is_err());
+    }
 
     const PASSWD: &str =
         "root:x:0:0:root:/root:/bin/sh\nwww:x:101:102:web:/var/www:/bin/false\nbroken line\n";

@@ -511,6 +511,11 @@ impl IdOrName {
             return Err("empty user or group".into());
         }
         if let Ok(id) = text.parse::<u32>() {
+            if id == u32::MAX {
+                return Err(format!(
+                    "{id} is not a user or group id: the kernel reads it as \"unchanged\""
+                ));
+            }
             return Ok(IdOrName::Id(id));
         }
         let valid = text
