@@ -20,7 +20,8 @@ pub struct Actual {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
-    /// A unit to run that is not active: adopt the config and start it.
+    /// A unit to run that is not active: adopt the config and start it
+    /// afresh (no back-off, a new start-limit budget, `failed` cleared).
     Start(Box<Unit>),
     /// The config changed in a way that needs a new container.
     Restart(Box<Unit>),
@@ -213,8 +214,10 @@ fn decide(desired: Option<&Outcome>, actual: Option<&Actual>) -> Option<Action> 
     if *previous == *unit {
         return Some(Action::Keep(unit));
     }
+    // A changed file always gets a fresh start, whatever stopped the unit
+    // (an operator, its restart policy, its start limit).
     Some(if !actual.active {
-        Action::Keep(unit)
+        Action::Start(unit)
     } else if only_live_fields_differ(previous, &unit) {
         Action::UpdateLive(unit)
     } else {

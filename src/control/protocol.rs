@@ -153,6 +153,10 @@ pub struct LastExit {
     pub code: Option<i32>,
     pub signal: Option<i32>,
     pub oom_killed: bool,
+    /// The run ended because supd stopped it (`supctl stop` or `restart`,
+    /// a changed file, shutdown): not a failure of the workload.
+    #[serde(default)]
+    pub stopped: bool,
 }
 
 /// Seconds since the epoch as RFC 3339 UTC (`2026-11-22T10:00:00Z`).

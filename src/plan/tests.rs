@@ -83,8 +83,14 @@ fn every_action() {
             "restart",
         ),
         (
-            "changed while stopped",
+            "changed while stopped (by an operator, the policy or the start limit)",
             Some(valid("rootfs: /r\nexec: [/bin/true]\n")),
+            Some(stopped(BASE)),
+            "start",
+        ),
+        (
+            "unchanged while stopped",
+            Some(valid(BASE)),
             Some(stopped(BASE)),
             "keep",
         ),

@@ -170,6 +170,19 @@ impl Entry {
         }
     }
 
+    /// Forgets back-off, start-limit history and the last failure: an
+    /// operator's start or restart, reset-failed, or a changed file.
+    pub fn fresh_start(&mut self) {
+        self.tracker.reset();
+        self.run_error = None;
+        if self.run.is_none() {
+            self.timer = None;
+        }
+        if matches!(self.state, State::Failed | State::Backoff) {
+            self.set_state(State::Stopped);
+        }
+    }
+
     /// Up as dependents and `start --wait` see it: running, and ready if
     /// the unit promised to say so.
     pub fn is_up(&self) -> bool {

@@ -112,11 +112,7 @@ impl Supervisor {
                 continue;
             };
             if entry.run.is_none() {
-                entry.tracker.reset();
-                entry.run_error = None;
-                if matches!(entry.state, State::Failed | State::Backoff) {
-                    entry.set_state(State::Stopped);
-                }
+                entry.fresh_start();
                 self.start_unit(name);
             }
         }
@@ -141,15 +137,10 @@ impl Supervisor {
             let Some(entry) = self.entries.get_mut(name) else {
                 continue;
             };
-            entry.tracker.reset();
-            entry.run_error = None;
+            entry.fresh_start();
             if entry.run.is_some() {
                 self.stop_unit(name, AfterStop::Start);
             } else {
-                entry.timer = None;
-                if matches!(entry.state, State::Failed | State::Backoff) {
-                    entry.set_state(State::Stopped);
-                }
                 self.start_unit(name);
             }
         }
@@ -169,9 +160,7 @@ impl Supervisor {
             let Some(entry) = self.entries.get_mut(name) else {
                 continue;
             };
-            entry.tracker.reset();
-            entry.run_error = None;
-            entry.set_state(State::Stopped);
+            entry.fresh_start();
             if entry.unit.as_ref().is_some_and(|u| u.enabled) {
                 self.start_unit(name);
             }
@@ -208,12 +197,17 @@ impl Supervisor {
         names: Vec<String>,
         wait: bool,
         goal: Goal,
-        verb: &str,
+        verb: &'static str,
     ) -> Option<Response> {
         if !wait {
             return Some(done(&format!("{verb}: {}", names.join(", "))));
         }
-        self.waiters.push(Waiter { token, names, goal });
+        self.waiters.push(Waiter {
+            token,
+            names,
+            goal,
+            verb,
+        });
         None
     }
 
@@ -278,12 +272,8 @@ impl Supervisor {
                 })
             })
             .collect();
-        let verb = match waiter.goal {
-            Goal::Running => "started",
-            Goal::Stopped => "stopped",
-        };
         Response::new(Body::Done {
-            message: format!("{verb}: {}", waiter.names.join(", ")),
+            message: format!("{}: {}", waiter.verb, waiter.names.join(", ")),
             failed,
         })
     }

@@ -320,6 +320,7 @@ impl Supervisor {
                         code: Some(code),
                         signal: None,
                         oom_killed: false,
+                        stopped: false,
                     },
                 ),
                 WaitStatus::Signaled(pid, signal, _) => (
@@ -328,6 +329,7 @@ impl Supervisor {
                         code: None,
                         signal: Some(signal as i32),
                         oom_killed: false,
+                        stopped: false,
                     },
                 ),
                 _ => continue,
@@ -398,7 +400,10 @@ impl Supervisor {
                 "{name}: the kernel OOM-killed {oom_kills} process(es) of the container ({limit})"
             );
         }
+        exit.stopped = run.stop_requested;
         entry.last_exit = Some(exit);
+        // The workload's last STATUS= described a run that is over.
+        entry.status_text = None;
         if run.stop_requested {
             entry.timer = None;
             entry.set_state(entry.idle_state());

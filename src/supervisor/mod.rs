@@ -102,6 +102,8 @@ struct Waiter {
     token: u64,
     names: Vec<String>,
     goal: Goal,
+    /// What the answer says was done: "started", "restarted", "stopped".
+    verb: &'static str,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

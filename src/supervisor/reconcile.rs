@@ -117,7 +117,9 @@ impl Supervisor {
         match action {
             Action::Start(unit) => {
                 log::info!("{name}: starting");
-                self.entry(name).adopt(*unit);
+                let entry = self.entry(name);
+                entry.adopt(*unit);
+                entry.fresh_start();
                 self.start_unit(name);
             }
             Action::Restart(unit) => {

@@ -98,6 +98,8 @@ fn last_exit(unit: &UnitStatus) -> String {
     match &unit.last_exit {
         None => "-".to_string(),
         Some(exit) if exit.oom_killed => "oom-killed".to_string(),
+        // Its code (143 after SIGTERM, say) stays in --json.
+        Some(exit) if exit.stopped => "stopped".to_string(),
         Some(exit) => match (exit.code, exit.signal) {
             (Some(code), _) => format!("code {code}"),
             (None, Some(signal)) => format!("signal {signal}"),
@@ -188,6 +190,7 @@ mod tests {
                 code: None,
                 signal: Some(15),
                 oom_killed: true,
+                stopped: false,
             }),
             oom_kills: Some(3),
             cpu_percent: Some(199.9),
