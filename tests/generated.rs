@@ -24,6 +24,12 @@ the units afresh; bridges the dead supd created (listed in
 \fIRUNTIME_DIR/bridges.json\fR) are removed once no unit uses them. Two live
 daemons never share a parent: the second one
 exits with an error naming it (choose another with \fB--cgroup-parent\fR).
+.PP
+What an operator did outlives supd: a unit stopped with \fBsupctl stop\fR
+stays stopped, and a \fBfailed\fR one stays failed, across supd restarts and
+reboots (\fISTATE_DIR/intent.json\fR), until \fBsupctl start\fR,
+\fBrestart\fR, \fBreset-failed\fR or a change of its file, also one made
+while supd was not running.
 .SH SYSTEMD
 supd is a \fBType=notify\fR service: it sends READY=1 once the first
 reconcile is done and the control socket listens, STATUS= with a summary
@@ -53,7 +59,11 @@ lower precedence), and drop-ins in \fINAME.yaml.d/*.yaml\fR.
 The control socket.
 .TP
 .I /var/lib/supd/NAME
-Persistent per-unit state (overlay upper directory, leased address).
+Persistent per-unit state (overlay upper directory).
+.TP
+.I /var/lib/supd/addresses.json, idranges.json, intent.json
+Leased addresses, user namespace id ranges, and the units an operator
+stopped or that failed.
 .TP
 .I /var/log/supd/NAME.log
 Container output, rotated by size.

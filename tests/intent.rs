@@ -78,3 +78,49 @@ fn a_stop_is_shown_as_stopped_and_restart_says_restarted() {
     assert!(!row.contains("code 143"), "{table}");
     d.stop();
 }
+
+#[test]
+fn stopped_and_failed_survive_a_supd_restart_until_start_or_a_change() {
+    let mut d = Daemon::start();
+    edited(&d, "held", "");
+    d.pid("held");
+    assert!(d.supctl(&["stop", "held"]).status.success());
+    edited(&d, "kept", "");
+    d.pid("kept");
+    d.write_unit(
+        "broken",
+        &sh_unit(&d, "exit 5", "restart: { policy: never }\n"),
+    );
+    let before = d.wait_state("broken", "failed")["error"].clone();
+    d.write_unit(
+        "edited",
+        &sh_unit(&d, "exit 6", "restart: { policy: never }\n"),
+    );
+    d.wait_state("edited", "failed");
+    d.crash_and_restart_after(|d| {
+        d.write_unit("edited", &sh_unit(d, SLEEPER, "description: changed\n"));
+    });
+    d.pid("kept");
+    // The file changed while supd was away: a fresh start.
+    d.pid("edited");
+    // The supd that comes back honours what the operator and the policy did.
+    assert_eq!(
+        d.wait_state("held", "stopped")["pid"],
+        serde_json::Value::Null
+    );
+    assert_eq!(d.wait_state("broken", "failed")["error"], before);
+    // Neither comes back by itself a moment later.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(d.state("held"), "stopped");
+    assert_eq!(d.state("broken"), "failed");
+    // Start and a changed file release it.
+    assert!(d.supctl(&["start", "held"]).status.success());
+    d.pid("held");
+    edited(&d, "broken", "");
+    d.pid("broken");
+    d.crash_and_restart();
+    for name in ["held", "broken", "edited", "kept"] {
+        d.pid(name);
+    }
+    d.stop();
+}

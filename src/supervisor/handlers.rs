@@ -113,6 +113,7 @@ impl Supervisor {
             };
             if entry.run.is_none() {
                 entry.fresh_start();
+                self.release_intent(name);
                 self.start_unit(name);
             }
         }
@@ -125,6 +126,7 @@ impl Supervisor {
         }
         for name in &names {
             self.stop_unit(name, AfterStop::Nothing);
+            self.hold_stopped(name);
         }
         self.respond_or_wait(token, names, wait, Goal::Stopped, "stopped")
     }
@@ -138,7 +140,8 @@ impl Supervisor {
                 continue;
             };
             entry.fresh_start();
-            if entry.run.is_some() {
+            self.release_intent(name);
+            if self.entries.get(name).is_some_and(|e| e.run.is_some()) {
                 self.stop_unit(name, AfterStop::Start);
             } else {
                 self.start_unit(name);
@@ -161,7 +164,9 @@ impl Supervisor {
                 continue;
             };
             entry.fresh_start();
-            if entry.unit.as_ref().is_some_and(|u| u.enabled) {
+            let enabled = entry.unit.as_ref().is_some_and(|u| u.enabled);
+            self.release_intent(name);
+            if enabled {
                 self.start_unit(name);
             }
         }

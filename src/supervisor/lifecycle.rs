@@ -450,6 +450,10 @@ impl Supervisor {
                 entry.set_state(State::Failed);
             }
         }
+        if let Some(entry) = self.entries.get(name).filter(|e| e.state == State::Failed) {
+            let error = entry.run_error.clone().unwrap_or_else(|| "failed".into());
+            self.hold_failed(name, &error);
+        }
         self.after_stop(name);
     }
 

@@ -9,6 +9,7 @@
 mod clients;
 mod entry;
 mod handlers;
+mod intent;
 pub mod journal;
 mod lifecycle;
 pub mod logs;
@@ -132,6 +133,8 @@ pub struct Supervisor {
     reload_at: Option<Duration>,
     /// The unit watcher must re-sync at this time (see `UnitWatcher::resync`).
     resync_at: Option<Duration>,
+    /// Units an operator stopped and units that failed, kept across restarts.
+    intent: crate::files::LeaseTable<intent::Intent>,
     /// The last reconcile refused a unit for an address or id range that
     /// another held: once a container ends, look again.
     claims_refused: bool,
@@ -232,12 +235,17 @@ impl Supervisor {
         let (ipam, addresses) = Ipam::load(&options.dirs.state);
         let (id_ranges, ranges) = crate::runtime::userns::IdRanges::load(&options.dirs.state);
         let (bridges_created, bridges) = networking::load_created_bridges(&options.dirs.runtime);
+        let (intent, intents) = intent::load(&options.dirs.state);
         for (loaded, what) in [
             (
                 addresses,
                 "address leases (units with `address: auto` get new addresses)",
             ),
             (ranges, "user namespace id ranges"),
+            (
+                intents,
+                "which units an operator stopped or that failed (they start again)",
+            ),
             (
                 bridges,
                 "the list of bridges supd created (they are not removed)",
@@ -277,6 +285,7 @@ impl Supervisor {
             accept_at: None,
             misnamed: std::collections::BTreeSet::new(),
             claims_refused: false,
+            intent,
             cgroups,
             host,
             removals: Vec::new(),

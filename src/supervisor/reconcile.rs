@@ -116,10 +116,12 @@ impl Supervisor {
     fn apply(&mut self, name: &str, action: Action) {
         match action {
             Action::Start(unit) => {
+                self.entry(name).adopt(*unit);
+                if self.honour_intent(name) {
+                    return;
+                }
                 log::info!("{name}: starting");
-                let entry = self.entry(name);
-                entry.adopt(*unit);
-                entry.fresh_start();
+                self.entry(name).fresh_start();
                 self.start_unit(name);
             }
             Action::Restart(unit) => {
@@ -164,6 +166,7 @@ impl Supervisor {
             }
             Action::Remove => {
                 log::info!("{name}: unit file removed, stopping");
+                self.release_intent(name);
                 self.ipam.release(name);
                 self.id_ranges.release(name);
                 let active = self.entry(name).run.is_some();

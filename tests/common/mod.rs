@@ -164,11 +164,18 @@ impl Daemon {
     /// starts a new one on the same directories, cgroup parent and network
     /// namespace (both write to the same log).
     pub fn crash_and_restart(&mut self) {
+        self.crash_and_restart_after(|_| {});
+    }
+
+    /// `crash_and_restart`, running `while_away` (given the daemon) while
+    /// no supd runs.
+    pub fn crash_and_restart_after(&mut self, while_away: impl FnOnce(&Daemon)) {
         let netns = fs::File::open(format!("/proc/{}/ns/net", self.daemon_pid())).unwrap();
         if let Some(mut child) = self.child.take() {
             child.kill().unwrap();
             child.wait().unwrap();
         }
+        while_away(self);
         self.child = Some(spawn(&self.dir, &self.units, &[], &[], Some(netns)));
         self.wait_for("the control socket", WAIT, || {
             std::os::unix::net::UnixStream::connect(&self.socket).is_ok()
