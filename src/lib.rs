@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod control;
 pub mod files;
+pub mod host;
 pub mod init;
 pub mod plan;
 pub mod runtime;

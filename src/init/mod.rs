@@ -12,8 +12,27 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::time::{Duration, Instant};
 
-/// Runs until the workload and every other process are gone, with all
-/// signals already blocked by the caller. Returns the exit code to use: the
+/// What the init blocks and collects with sigtimedwait: every signal but
+/// the synchronous faults (SEGV, BUS, FPE, ILL, ABRT, TRAP, SYS), which
+/// must keep their default action should the init itself fault, as in tini.
+pub fn forwarded_signals() -> nix::sys::signal::SigSet {
+    let mut set = nix::sys::signal::SigSet::all();
+    for fault in [
+        Signal::SIGSEGV,
+        Signal::SIGBUS,
+        Signal::SIGFPE,
+        Signal::SIGILL,
+        Signal::SIGABRT,
+        Signal::SIGTRAP,
+        Signal::SIGSYS,
+    ] {
+        set.remove(fault);
+    }
+    set
+}
+
+/// Runs until the workload and every other process are gone, with
+/// `forwarded_signals` already blocked by the caller. Returns the exit code to use: the
 /// workload's own, or 128+N if signal N killed it.
 pub fn run(workload: Pid, grace: Duration) -> i32 {
     let mut exit_code: Option<i32> = None;
@@ -25,7 +44,7 @@ pub fn run(workload: Pid, grace: Duration) -> i32 {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     // The grace period is over: nothing may outlive us.
-                    let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+                    signal_all(Signal::SIGKILL);
                     reap(workload, &mut exit_code, true);
                     return exit_code.unwrap_or(0);
                 }
@@ -36,8 +55,7 @@ pub fn run(workload: Pid, grace: Duration) -> i32 {
             Some(libc::SIGCHLD) | None => {}
             Some(other) => {
                 if exit_code.is_none() {
-                    // SAFETY: forwarding a signal number that we just received.
-                    unsafe { libc::kill(workload.as_raw(), other) };
+                    forward(workload, other);
                 }
                 continue;
             }
@@ -48,10 +66,31 @@ pub fn run(workload: Pid, grace: Duration) -> i32 {
                 return exit_code.unwrap_or(0);
             }
             if kill_at.is_none() {
-                let _ = kill(Pid::from_raw(-1), Signal::SIGTERM);
+                signal_all(Signal::SIGTERM);
                 kill_at = Some(Instant::now() + grace);
             }
         }
+    }
+}
+
+/// The workload may be gone already (ESRCH); anything else is said on the
+/// container's output, the only channel the init has.
+fn forward(workload: Pid, signal: i32) {
+    // SAFETY: kill(2) with a signal number the kernel just delivered to us.
+    if unsafe { libc::kill(workload.as_raw(), signal) } != 0 {
+        let error = Errno::last();
+        if error != Errno::ESRCH {
+            eprintln!("supd init: forwarding signal {signal}: {error}");
+        }
+    }
+}
+
+/// Every process the init may signal (all of the container's: it keeps
+/// CAP_KILL); none left is fine.
+fn signal_all(signal: Signal) {
+    match kill(Pid::from_raw(-1), signal) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(error) => eprintln!("supd init: {signal} to the leftover processes: {error}"),
     }
 }
 
@@ -78,10 +117,7 @@ fn reap(workload: Pid, exit_code: &mut Option<i32>, block: bool) -> bool {
 
 /// Waits for any signal, or until `timeout`; None on timeout.
 fn wait_signal(timeout: Option<Duration>) -> Option<i32> {
-    // SAFETY: sigset_t is plain data; sigfillset initialises it fully.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid sigset_t we own.
-    unsafe { libc::sigfillset(&mut set) };
+    let set = forwarded_signals();
     let timespec = timeout.map(|t| libc::timespec {
         tv_sec: t.as_secs() as libc::time_t,
         tv_nsec: t.subsec_nanos() as libc::c_long,
@@ -92,7 +128,8 @@ fn wait_signal(timeout: Option<Duration>) -> Option<i32> {
     loop {
         // SAFETY: `set` is initialised; a null info pointer is allowed; the
         // timeout pointer is null or points to a live timespec.
-        let signal = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), timespec_ptr) };
+        let signal =
+            unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), timespec_ptr) };
         if signal >= 0 {
             return Some(signal);
         }

@@ -66,15 +66,33 @@ pub fn run_init_stage() -> ! {
     // Signals stay blocked from here on: the built-in init collects them with
     // sigwaitinfo, and the workload unblocks them just before exec. A SIGTERM
     // that arrives during setup is thus delivered, not lost.
-    let all = SigSet::all();
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&all), None);
     // SAFETY: supd's spawn placed the report pipe's write end at REPORT_FD
     // and nothing else in this process owns it.
     let mut report = unsafe { File::from_raw_fd(REPORT_FD) };
-    let _ = nix::fcntl::fcntl(
+    let blocked = nix::sys::signal::sigprocmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&crate::init::forwarded_signals()),
+        None,
+    );
+    if let Err(e) = blocked {
+        fail(
+            &mut report,
+            &SetupError::new("signal mask", None::<&Path>, e.into()),
+            EXIT_SETUP_FAILED,
+        );
+    }
+    // Closed by the workload's exec, so that supd sees EOF on success.
+    let cloexec = nix::fcntl::fcntl(
         &report,
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     );
+    if let Err(e) = cloexec {
+        fail(
+            &mut report,
+            &SetupError::new("report pipe", None::<&Path>, e.into()),
+            EXIT_SETUP_FAILED,
+        );
+    }
     let (spec, credentials) = match read_spec().and_then(|spec| {
         let prepared = prepare(&spec)?;
         Ok((spec, prepared))
@@ -275,7 +293,11 @@ fn exec_workload(unit: &Unit, argv: &[String], prepared: &Prepared) -> SetupErro
             "argument or environment contains NUL",
         );
     };
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    if let Err(e) =
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+    {
+        return SetupError::new("signal mask", None::<&Path>, e.into());
+    }
     let Err(error) = nix::unistd::execve(&path, &argv, &envp);
     SetupError::new("exec", Some(&program), error.into())
 }

@@ -83,6 +83,11 @@ pub fn spawn(
     let (output_read, output_write) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys("output pipe"))?;
     let (go_read, go_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys("go pipe"))?;
+    // supd's ends only: its event loop must never block on a read.
+    for (end, what) in [(&report_read, "report pipe"), (&output_read, "output pipe")] {
+        nix::fcntl::fcntl(end, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+            .map_err(sys(what))?;
+    }
     let devnull = File::options()
         .read(true)
         .write(true)

@@ -59,6 +59,40 @@ pub struct Run {
     pub notify: Option<(std::os::unix::net::UnixDatagram, u64)>,
 }
 
+impl Run {
+    /// SIGKILL to the container's init (the kernel then kills its PID
+    /// namespace) and to every process of its cgroup, in case some left it.
+    pub fn kill_all(&self, name: &str) {
+        if let Err(e) = self.signal(libc::SIGKILL) {
+            log::warn!("{name}: cannot kill: {e}");
+        }
+        if let Err(e) = self.cgroup.kill_all() {
+            log::warn!("{name}: cannot kill through the cgroup: {e}");
+        }
+    }
+
+    /// A signal to the container's init, through its pidfd (never a
+    /// recycled pid).
+    pub fn signal(&self, signal: i32) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: pidfd_send_signal on a pidfd we own, no siginfo.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.pidfd.as_raw_fd(),
+                signal,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if ret < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// What to do once the current run has ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AfterStop {

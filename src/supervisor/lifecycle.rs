@@ -9,49 +9,12 @@ use crate::runtime::{self, SetupError};
 use nix::errno::Errno;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 
 /// How much of a container's output one wake-up copies, so that one chatty
 /// container cannot starve the others.
 const OUTPUT_CHUNK: usize = 64 * 1024;
-
-fn set_nonblocking(file: &File) {
-    let _ = nix::fcntl::fcntl(
-        file,
-        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-    );
-}
-
-/// SIGKILL to the container's init (the kernel then kills its PID
-/// namespace) and to every process of its cgroup, in case some left it.
-pub(super) fn kill_container(name: &str, run: &Run) {
-    if let Err(e) = send_signal(run, libc::SIGKILL) {
-        log::warn!("{name}: cannot kill: {e}");
-    }
-    if let Err(e) = run.cgroup.kill_all() {
-        log::warn!("{name}: cannot kill through the cgroup: {e}");
-    }
-}
-
-pub(super) fn send_signal(run: &Run, signal: i32) -> io::Result<()> {
-    // SAFETY: pidfd_send_signal on a pidfd we own, no siginfo.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            run.pidfd.as_raw_fd(),
-            signal,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
 
 impl Supervisor {
     /// Starts the unit's container if it is valid, enabled and idle.
@@ -186,8 +149,6 @@ impl Supervisor {
                 return Err(SetupError::message("spawn", None::<&str>, e.to_string()));
             }
         };
-        set_nonblocking(&spawned.report);
-        set_nonblocking(&spawned.output);
         let report_token = self.register(spawned.report.as_fd(), Source::Report(name.into()));
         let output_token = self.register(spawned.output.as_fd(), Source::Output(name.into()));
         let Some(entry) = self.entries.get_mut(name) else {
@@ -287,7 +248,7 @@ impl Supervisor {
             return;
         }
         run.stop_requested = true;
-        if let Err(e) = send_signal(run, signal) {
+        if let Err(e) = run.signal(signal) {
             log::warn!("{name}: cannot send stop signal: {e}");
         }
         entry.timer = Some((super::deadline_after(timeout), TimerKind::Kill));
@@ -301,7 +262,7 @@ impl Supervisor {
             return;
         };
         log::warn!("{name}: stop timeout passed, killing every process of the container");
-        kill_container(name, run);
+        run.kill_all(name);
     }
 
     /// The only place supd calls waitpid.

@@ -175,7 +175,7 @@ impl Supervisor {
             None::<&str>,
             format!("{waiting_for} within {}s", timeout.as_secs_f64()),
         ));
-        super::lifecycle::kill_container(name, run);
+        run.kill_all(name);
     }
 }
 

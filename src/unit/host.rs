@@ -3,7 +3,7 @@
 //! Kept apart from parsing, which stays pure.
 
 use super::Unit;
-use crate::runtime::cgroup::{is_block_device, HostCgroups, Layout};
+use crate::host::{is_block_device, HostCgroups, Layout};
 use std::collections::BTreeSet;
 
 #[derive(Clone, Debug)]
@@ -14,11 +14,7 @@ pub struct HostInfo {
 
 impl HostInfo {
     pub fn online_cpus() -> BTreeSet<u32> {
-        std::fs::read_to_string("/sys/devices/system/cpu/online")
-            .ok()
-            .and_then(|text| super::schema::CpuList::parse(text.trim()).ok())
-            .map(|list| list.0)
-            .unwrap_or_default()
+        crate::host::online_cpus()
     }
 }
 

@@ -123,55 +123,9 @@ pub struct RawIoLimit {
     pub write_iops: Option<u64>,
 }
 
-/// A CPU list as the kernel writes it: `0-3,6`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CpuList(pub std::collections::BTreeSet<u32>);
+pub use crate::host::CpuList;
 
 scalar_deserialize!(CpuList, CpuList::parse);
-
-impl CpuList {
-    pub fn parse(value: &str) -> Result<Self, String> {
-        let bad =
-            || format!("invalid CPU list {value:?}: expected CPU numbers and ranges such as 0-3,6");
-        let mut cpus = std::collections::BTreeSet::new();
-        for part in value.split(',').map(str::trim) {
-            let (first, last) = match part.split_once('-') {
-                Some((a, b)) => (
-                    a.parse::<u32>().map_err(|_| bad())?,
-                    b.parse::<u32>().map_err(|_| bad())?,
-                ),
-                None => {
-                    let cpu = part.parse::<u32>().map_err(|_| bad())?;
-                    (cpu, cpu)
-                }
-            };
-            if first > last || last > 4095 {
-                return Err(bad());
-            }
-            cpus.extend(first..=last);
-        }
-        Ok(CpuList(cpus))
-    }
-
-    /// The kernel's compact form, `0-3,6`.
-    pub fn render(&self) -> String {
-        let mut out: Vec<String> = Vec::new();
-        let mut iter = self.0.iter().copied().peekable();
-        while let Some(first) = iter.next() {
-            let mut last = first;
-            while iter.peek() == Some(&(last + 1)) {
-                last += 1;
-                iter.next();
-            }
-            out.push(if first == last {
-                first.to_string()
-            } else {
-                format!("{first}-{last}")
-            });
-        }
-        out.join(",")
-    }
-}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -68,9 +68,7 @@ impl Check {
 }
 
 fn parse_cpus(text: &str) -> Option<BTreeSet<u32>> {
-    crate::unit::schema::CpuList::parse(text.trim())
-        .ok()
-        .map(|c| c.0)
+    crate::host::CpuList::parse(text.trim()).ok().map(|c| c.0)
 }
 
 fn set(

@@ -14,31 +14,12 @@ pub use leftovers::Leftover;
 pub use limits::{plan_writes, Check, Write};
 pub use stats::Stats;
 
+pub use crate::host::{HostCgroups, Layout};
 use crate::unit::Resources;
 use nix::unistd::Pid;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Layout {
-    /// Controllers in v1 hierarchies; `hybrid` if an (empty) cgroup2 mount
-    /// sits beside them at `unified`.
-    V1 {
-        hybrid: bool,
-    },
-    V2,
-}
-
-impl std::fmt::Display for Layout {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Layout::V1 { hybrid: false } => "cgroup v1",
-            Layout::V1 { hybrid: true } => "hybrid (v1 controllers, empty cgroup2 at unified)",
-            Layout::V2 => "cgroup v2 (unified)",
-        })
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
@@ -100,15 +81,6 @@ pub fn detect(root: &Path) -> Result<Layout, CgroupError> {
         return Ok(Layout::V1 { hybrid });
     }
     Err(CgroupError::NotFound(root.to_path_buf()))
-}
-
-/// What validation needs to know about the host's cgroups.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HostCgroups {
-    pub layout: Layout,
-    /// v1: memory.memsw.* exists; v2: memory.swap.max exists.
-    pub swap_accounting: bool,
-    pub io_weight: bool,
 }
 
 /// What the host offers, read without creating anything (for offline
@@ -536,21 +508,13 @@ impl Cgroup {
 
 /// MAJOR:MINOR of a block device node.
 fn device_numbers(path: &Path) -> Result<(u64, u64), CgroupError> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let meta = fs::metadata(path).map_err(io_error("stat", path))?;
-    if !meta.file_type().is_block_device() {
-        return Err(CgroupError::Unsupported(format!(
+    match crate::host::block_device_numbers(path).map_err(io_error("stat", path))? {
+        Some(numbers) => Ok(numbers),
+        None => Err(CgroupError::Unsupported(format!(
             "{} is not a block device",
             path.display()
-        )));
+        ))),
     }
-    let rdev = meta.rdev();
-    Ok((libc::major(rdev) as u64, libc::minor(rdev) as u64))
-}
-
-/// Whether `path` is a block device (for validation).
-pub fn is_block_device(path: &Path) -> bool {
-    device_numbers(path).is_ok()
 }
 
 #[cfg(test)]

@@ -183,7 +183,7 @@ fn ensure_bridge(netlink: &mut Netlink, config: &NetworkConfig) -> Result<Option
 /// RPS: let every online CPU take the veth's receive work instead of the one
 /// that took the interrupt (the course's fix for veth's latency).
 fn spread_receive_work(link: &str) -> Result<(), NetError> {
-    let cpus = crate::unit::host::HostInfo::online_cpus();
+    let cpus = crate::host::online_cpus();
     let mut mask = vec![0u32; (cpus.iter().max().map_or(0, |m| *m as usize) / 32) + 1];
     for cpu in cpus {
         mask[cpu as usize / 32] |= 1 << (cpu % 32);

@@ -6,8 +6,8 @@
 //! `excludes`), other actions and unknown syscall names are errors, never
 //! silently dropped. `architectures` must include SCMP_ARCH_X86_64.
 
-use super::seccomp::syscall_u32;
-use super::{bpf, syscalls};
+use super::bpf;
+use super::syscalls::{self, syscall_u32};
 use seccompiler::{BpfProgram, SeccompAction};
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -5,6 +5,7 @@
 //! seccompiler installs the result.
 
 use super::bpf::{self, ArgCheck, Verdict};
+use super::syscalls::syscall_u32;
 use crate::unit::security::Seccomp;
 use seccompiler::BpfProgram;
 use std::collections::BTreeMap;
@@ -132,10 +133,6 @@ fn default_programs(allow: &[String]) -> Result<Vec<BpfProgram>, String> {
         verdicts.insert(syscall_u32(syscall)?, devices);
     }
     Ok(vec![bpf::syscall_verdicts(&verdicts, bpf::RET_ALLOW)?])
-}
-
-pub(super) fn syscall_u32(nr: i64) -> Result<u32, String> {
-    u32::try_from(nr).map_err(|_| format!("syscall number {nr} out of range"))
 }
 
 // `install` hands seccompiler's instructions to the kernel as libc's.

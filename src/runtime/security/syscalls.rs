@@ -369,3 +369,8 @@ pub const SYSCALLS: &[(&str, i64)] = &[
 pub fn number(name: &str) -> Option<i64> {
     SYSCALLS.iter().find(|(n, _)| *n == name).map(|(_, nr)| *nr)
 }
+
+/// A syscall number as the filter compares it.
+pub(super) fn syscall_u32(nr: i64) -> Result<u32, String> {
+    u32::try_from(nr).map_err(|_| format!("syscall number {nr} out of range"))
+}
