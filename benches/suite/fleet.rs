@@ -36,7 +36,10 @@ pub fn wait_running(daemon: &Daemon, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let units = all_status(daemon);
-        let running = units.iter().filter(|u| u.state == "running").count();
+        let running = units
+            .iter()
+            .filter(|u| u.state == supd::control::protocol::State::Running)
+            .count();
         if running >= count {
             return;
         }

@@ -67,7 +67,9 @@ pub fn one_shot(daemon: &Daemon, count: usize) -> Vec<Duration> {
         start(daemon, "oneshot", false);
         loop {
             let status = unit_status(daemon, "oneshot");
-            if status.is_some_and(|s| s.state == "stopped" && s.pid.is_none()) {
+            if status.is_some_and(|s| {
+                s.state == supd::control::protocol::State::Stopped && s.pid.is_none()
+            }) {
                 break;
             }
             std::thread::sleep(Duration::from_micros(100));

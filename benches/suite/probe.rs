@@ -93,7 +93,7 @@ pub fn wait_stopped(daemon: &Daemon, name: &str) {
         let status = unit_status(daemon, name);
         if status
             .as_ref()
-            .is_some_and(|s| s.pid.is_none() && s.state != "starting")
+            .is_some_and(|s| s.pid.is_none() && s.state != supd::control::protocol::State::Starting)
         {
             return;
         }

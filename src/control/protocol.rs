@@ -118,10 +118,48 @@ impl Response {
     }
 }
 
+/// A unit's state as DESIGN section 6 names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Starting,
+    Running,
+    /// A `notify` unit whose workload sent READY=1.
+    Ready,
+    Stopping,
+    Stopped,
+    Backoff,
+    Failed,
+    Invalid,
+    Masked,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Ready => "ready",
+            State::Stopping => "stopping",
+            State::Stopped => "stopped",
+            State::Backoff => "backoff",
+            State::Failed => "failed",
+            State::Invalid => "invalid",
+            State::Masked => "masked",
+        }
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UnitFailure {
     pub name: String,
-    pub state: String,
+    pub state: State,
     pub error: Option<String>,
 }
 
@@ -129,7 +167,7 @@ pub struct UnitFailure {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UnitStatus {
     pub name: String,
-    pub state: String,
+    pub state: State,
     pub pid: Option<i32>,
     pub since: Option<String>,
     pub restarts: u32,

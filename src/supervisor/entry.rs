@@ -13,35 +13,7 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
-    Starting,
-    Running,
-    /// A `notify` unit whose workload sent READY=1.
-    Ready,
-    Stopping,
-    Stopped,
-    Backoff,
-    Failed,
-    Invalid,
-    Masked,
-}
-
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Starting => "starting",
-            State::Running => "running",
-            State::Ready => "ready",
-            State::Stopping => "stopping",
-            State::Stopped => "stopped",
-            State::Backoff => "backoff",
-            State::Failed => "failed",
-            State::Invalid => "invalid",
-            State::Masked => "masked",
-        }
-    }
-}
+pub use crate::control::protocol::State;
 
 /// A live container: its init process and the pipes from its setup.
 pub struct Run {
@@ -275,7 +247,7 @@ impl Entry {
             .ok();
         UnitStatus {
             name: self.name.clone(),
-            state: self.state.as_str().to_string(),
+            state: self.state,
             pid: self.run.as_ref().map(|r| r.pid.as_raw()),
             since,
             restarts: self.restarts,

@@ -272,7 +272,7 @@ impl Supervisor {
                 };
                 (!ok).then(|| UnitFailure {
                     name: name.clone(),
-                    state: entry.state.as_str().to_string(),
+                    state: entry.state,
                     error: self.live_error(entry.status()).error,
                 })
             })

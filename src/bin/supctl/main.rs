@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use supd::cli::supctl::{Cli, Cmd};
 use supd::control::client::call;
-use supd::control::protocol::{Body, Command, Response, UnitStatus};
+use supd::control::protocol::{Body, Command, Response, State, UnitStatus};
 use supd::unit::loader::{load_file, unit_name, Outcome};
 
 fn main() -> ExitCode {
@@ -123,7 +123,7 @@ fn exec(socket: &Path, name: String, command: &[String]) -> anyhow::Result<u8> {
 }
 
 fn is_up(unit: &UnitStatus) -> bool {
-    matches!(unit.state.as_str(), "running" | "ready")
+    matches!(unit.state, State::Running | State::Ready)
 }
 
 fn act(socket: &Path, command: Command) -> anyhow::Result<u8> {

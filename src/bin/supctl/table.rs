@@ -3,7 +3,7 @@
 //! Colour only on a terminal, and never with NO_COLOR set.
 
 use std::io::IsTerminal;
-use supd::control::protocol::UnitStatus;
+use supd::control::protocol::{State, UnitStatus};
 
 /// Whether stdout gets ANSI colours (https://no-color.org).
 pub fn use_colour() -> bool {
@@ -35,11 +35,11 @@ fn row(cells: &[String; 9], state_colour: Option<&str>) -> String {
 }
 
 /// Green when up, yellow in transition, red when broken.
-fn colour_of(state: &str) -> Option<&'static str> {
+fn colour_of(state: State) -> Option<&'static str> {
     match state {
-        "running" | "ready" => Some("32"),
-        "starting" | "stopping" | "backoff" => Some("33"),
-        "failed" | "invalid" => Some("31"),
+        State::Running | State::Ready => Some("32"),
+        State::Starting | State::Stopping | State::Backoff => Some("33"),
+        State::Failed | State::Invalid => Some("31"),
         _ => None,
     }
 }
@@ -51,16 +51,15 @@ pub fn render(units: &[UnitStatus], colour: bool) -> String {
         .map_or(0, |d| d.as_secs());
     let dash = || "-".to_string();
     for unit in units {
-        let uptime = match (
-            unit.state.as_str(),
-            unit.since.as_deref().and_then(parse_rfc3339),
-        ) {
-            ("running" | "ready", Some(since)) => human_duration(now.saturating_sub(since)),
+        let uptime = match (unit.state, unit.since.as_deref().and_then(parse_rfc3339)) {
+            (State::Running | State::Ready, Some(since)) => {
+                human_duration(now.saturating_sub(since))
+            }
             _ => dash(),
         };
         let cells = [
             truncate(&unit.name, 16),
-            unit.state.clone(),
+            unit.state.to_string(),
             unit.pid.map_or_else(dash, |p| p.to_string()),
             uptime,
             unit.restarts.to_string(),
@@ -71,7 +70,7 @@ pub fn render(units: &[UnitStatus], colour: bool) -> String {
         ];
         out.push_str(&row(
             &cells,
-            colour.then(|| colour_of(&unit.state)).flatten(),
+            colour.then(|| colour_of(unit.state)).flatten(),
         ));
         let details = unit
             .addresses
@@ -182,7 +181,7 @@ mod tests {
     fn widest_rows_fit_80_columns_and_colour_is_optional() {
         let unit = UnitStatus {
             name: "a-very-long-unit-name-that-goes-on".into(),
-            state: "stopping".into(),
+            state: State::Stopping,
             pid: Some(4_194_303),
             since: Some("2026-01-01T00:00:00Z".into()),
             restarts: 999,
