@@ -256,6 +256,10 @@ fn supctl_exec_enters_the_namespaces_cgroup_user_and_environment() {
     assert_eq!(exec(&d, &["box", "--", "sh", "-c", "exit 7"]).0, Some(7));
     let (code, _, err) = exec(&d, &["box", "--", "/no/such/program"]);
     assert_eq!(code, Some(127), "{err}");
+    let (code, _, err) = exec(&d, &["box", "--", "no-such-program"]);
+    assert_eq!(code, Some(127), "not in PATH: {err}");
+    let (code, _, err) = exec(&d, &["box", "--", "/etc/passwd"]);
+    assert_eq!(code, Some(126), "not executable: {err}");
 
     let (code, out, err) = exec(
         &d,

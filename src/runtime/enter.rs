@@ -3,7 +3,7 @@
 //! every one of its namespaces, chrooted to its root, with its user,
 //! capabilities, seccomp filter and environment.
 
-use super::setup::{compile_seccomp, exec_in_container};
+use super::workload::{compile_seccomp, exec_in_container};
 use crate::unit::Unit;
 use nix::sched::CloneFlags;
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -104,12 +104,10 @@ pub fn run(pid: i32, unit: &Unit, cgroups: &[PathBuf], argv: &[String]) -> Resul
             let error = exec_in_container(unit, argv, seccomp);
             eprintln!("supctl exec: {error}");
             // Docker's codes: 126 cannot execute, 127 not found.
-            let code =
-                if error.message.contains("No such file") || error.message.contains("not found") {
-                    127
-                } else {
-                    126
-                };
+            let code = match error.kind {
+                super::setup::FailureKind::NotFound => 127,
+                _ => 126,
+            };
             std::process::exit(code);
         }
         ForkResult::Parent { child } => wait_for(child),

@@ -14,6 +14,7 @@ mod user;
 pub mod userns;
 
 pub use setup::{SetupError, Spec};
+pub mod workload;
 pub use spawn::{spawn, SpawnError, Spawned};
 
 use std::path::PathBuf;

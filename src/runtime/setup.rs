@@ -4,17 +4,15 @@
 //! report pipe as one JSON line; a successful exec closes the pipe instead.
 
 use super::net::{self, NetPlan};
-use super::user::Credentials;
+use super::workload::{compile_seccomp, exec_workload, Prepared};
 use super::{rootfs, security, user, REPORT_FD, SPEC_FD};
 use crate::unit::{NetworkMode, Unit};
-use nix::sys::signal::{SigSet, SigmaskHow};
-use nix::unistd::{ForkResult, Gid, Uid};
+use nix::sys::signal::SigmaskHow;
+use nix::unistd::ForkResult;
 use serde::{Deserialize, Serialize};
-use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::FromRawFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -37,9 +35,36 @@ pub struct SetupError {
     pub step: String,
     pub path: Option<PathBuf>,
     pub message: String,
+    #[serde(default)]
+    pub kind: FailureKind,
+}
+
+/// What kind of failure, for exit codes: Docker's 126 (cannot execute) and
+/// 127 (not found) after the exec step, 125 for the rest of the setup.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureKind {
+    #[default]
+    Setup,
+    NotFound,
+    NotExecutable,
 }
 
 impl SetupError {
+    pub fn with_kind(mut self, kind: FailureKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// The exit code a command that failed this way reports.
+    pub fn exit_code(&self) -> i32 {
+        match self.kind {
+            FailureKind::Setup => EXIT_SETUP_FAILED,
+            FailureKind::NotFound => 127,
+            FailureKind::NotExecutable => 126,
+        }
+    }
+
     pub fn new(step: &str, path: Option<impl AsRef<Path>>, error: io::Error) -> Self {
         Self::message(step, path, error.to_string())
     }
@@ -49,6 +74,7 @@ impl SetupError {
             step: step.to_string(),
             path: path.map(|p| p.as_ref().to_path_buf()),
             message: message.into(),
+            kind: FailureKind::Setup,
         }
     }
 }
@@ -59,7 +85,6 @@ const LEFTOVER_GRACE: Duration = Duration::from_secs(1);
 
 /// Exit codes of the init stage when it cannot run the workload (as Docker).
 const EXIT_SETUP_FAILED: i32 = 125;
-const EXIT_EXEC_FAILED: i32 = 127;
 
 /// Entry point of `supd __init-stage`. Never returns.
 pub fn run_init_stage() -> ! {
@@ -102,14 +127,14 @@ pub fn run_init_stage() -> ! {
     };
     if !spec.unit.init {
         let error = exec_workload(&spec.unit, &spec.unit.exec, &credentials);
-        fail(&mut report, &error, EXIT_EXEC_FAILED);
+        fail(&mut report, &error, error.exit_code());
     }
     // SAFETY: this process is single-threaded (the init stage never starts
     // threads), so the child may run arbitrary code after fork.
     match unsafe { nix::unistd::fork() } {
         Ok(ForkResult::Child) => {
             let error = exec_workload(&spec.unit, &spec.unit.exec, &credentials);
-            fail(&mut report, &error, EXIT_EXEC_FAILED);
+            fail(&mut report, &error, error.exit_code());
         }
         Ok(ForkResult::Parent { child }) => {
             if let Err(error) = security::confine_init(&credentials.seccomp) {
@@ -150,42 +175,6 @@ fn read_spec() -> Result<Spec, SetupError> {
 }
 
 /// The container setup, one named step after the other.
-/// What the workload needs after setup: its user, and its seccomp filter,
-/// compiled while host paths (a profile file) are still reachable.
-struct Prepared {
-    credentials: Credentials,
-    seccomp: Vec<seccompiler::BpfProgram>,
-}
-
-/// The unit's seccomp filter; a profile file is read from the host, so this
-/// runs before the root changes.
-pub fn compile_seccomp(unit: &Unit) -> Result<Vec<seccompiler::BpfProgram>, SetupError> {
-    security::seccomp::programs(&unit.security.seccomp)
-        .map_err(|e| SetupError::message("seccomp", None::<&Path>, e))
-}
-
-/// Runs `argv` as the unit's workload would run: its user and groups,
-/// capabilities, no_new_privs, seccomp, directory and environment. For
-/// `supctl exec`, inside the container's namespaces and root. Returns only
-/// on failure.
-pub fn exec_in_container(
-    unit: &Unit,
-    argv: &[String],
-    seccomp: Vec<seccompiler::BpfProgram>,
-) -> SetupError {
-    match user::resolve(unit.user.as_ref()) {
-        Ok(credentials) => exec_workload(
-            unit,
-            argv,
-            &Prepared {
-                credentials,
-                seccomp,
-            },
-        ),
-        Err(error) => error,
-    }
-}
-
 fn prepare(spec: &Spec) -> Result<Prepared, SetupError> {
     let unit = &spec.unit;
     let seccomp = compile_seccomp(unit)?;
@@ -241,98 +230,4 @@ fn write_sysctls(sysctls: &std::collections::BTreeMap<String, String>) -> Result
             .map_err(|e| SetupError::new(&format!("sysctl {key}"), Some(&path), e))?;
     }
     Ok(())
-}
-
-/// Switches to the workload's user and directory and executes it; returns
-/// only on failure.
-fn exec_workload(unit: &Unit, argv: &[String], prepared: &Prepared) -> SetupError {
-    let credentials = &prepared.credentials;
-    let user_step = |e: nix::Error| SetupError::new("user", None::<&Path>, e.into());
-    let groups: Vec<Gid> = credentials
-        .groups
-        .iter()
-        .map(|&g| Gid::from_raw(g))
-        .collect();
-    let gid = Gid::from_raw(credentials.gid);
-    let uid = Uid::from_raw(credentials.uid);
-    if let Err(error) =
-        security::before_user_switch(&unit.security, &prepared.seccomp, credentials.uid)
-    {
-        return error;
-    }
-    if let Err(e) = nix::unistd::setgroups(&groups)
-        .and_then(|()| nix::unistd::setresgid(gid, gid, gid))
-        .and_then(|()| nix::unistd::setresuid(uid, uid, uid))
-    {
-        return user_step(e);
-    }
-    if let Err(error) = security::after_user_switch(&unit.security, credentials.uid) {
-        return error;
-    }
-    if let Err(e) = nix::unistd::chdir(&unit.workdir) {
-        return SetupError::new("workdir", Some(&unit.workdir), e.into());
-    }
-    let env = environment(unit, credentials);
-    let Some(name) = argv.first() else {
-        return SetupError::message("exec", None::<&Path>, "empty command");
-    };
-    let program = match find_program(name, &env) {
-        Ok(path) => path,
-        Err(error) => return error,
-    };
-    let to_c = |s: &[u8]| CString::new(s).map_err(|_| ());
-    let argv: Result<Vec<CString>, ()> = argv.iter().map(|a| to_c(a.as_bytes())).collect();
-    let envp: Result<Vec<CString>, ()> = env
-        .iter()
-        .map(|(k, v)| to_c(format!("{k}={v}").as_bytes()))
-        .collect();
-    let (Ok(argv), Ok(envp), Ok(path)) = (argv, envp, to_c(program.as_os_str().as_bytes())) else {
-        return SetupError::message(
-            "exec",
-            Some(&program),
-            "argument or environment contains NUL",
-        );
-    };
-    if let Err(e) =
-        nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-    {
-        return SetupError::new("signal mask", None::<&Path>, e.into());
-    }
-    let Err(error) = nix::unistd::execve(&path, &argv, &envp);
-    SetupError::new("exec", Some(&program), error.into())
-}
-
-fn environment(unit: &Unit, credentials: &Credentials) -> Vec<(String, String)> {
-    let mut env: std::collections::BTreeMap<String, String> = [
-        (
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        ),
-        ("HOSTNAME", unit.hostname.as_str()),
-        ("HOME", credentials.home.as_str()),
-        ("container", "supd"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    env.extend(unit.env.clone());
-    env.into_iter().collect()
-}
-
-/// Like execvp: a name without '/' is looked up in the container's PATH.
-fn find_program(name: &str, env: &[(String, String)]) -> Result<PathBuf, SetupError> {
-    if name.contains('/') {
-        return Ok(PathBuf::from(name));
-    }
-    let path = env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map_or("", |(_, v)| v.as_str());
-    path.split(':')
-        .filter(|dir| !dir.is_empty())
-        .map(|dir| Path::new(dir).join(OsStr::new(name)))
-        .find(|candidate| candidate.is_file())
-        .ok_or_else(|| {
-            SetupError::message("exec", Some(name), format!("not found in PATH ({path})"))
-        })
 }
