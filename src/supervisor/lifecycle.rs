@@ -16,6 +16,46 @@ use std::os::fd::AsFd;
 /// container cannot starve the others.
 const OUTPUT_CHUNK: usize = 64 * 1024;
 
+/// What the host side holds for a start in progress, until the run owns it.
+struct HostPrep {
+    cgroup: Option<crate::runtime::cgroup::Cgroup>,
+    notify: Option<(std::os::unix::net::UnixDatagram, u64)>,
+}
+
+/// Why a container could not be started, by the step that failed.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum StartError {
+    #[error("cgroup: {0}")]
+    Cgroup(#[from] crate::runtime::cgroup::CgroupError),
+    #[error("spawn: {0}")]
+    Spawn(#[from] crate::runtime::spawn::SpawnError),
+    #[error("user namespace: no free id range left")]
+    NoIdRange,
+    /// A step that reports in the init stage's own terms (network, notify).
+    #[error("{0}")]
+    Step(#[from] SetupError),
+    #[error("internal: the {0} of the start went missing")]
+    Lost(&'static str),
+}
+
+impl From<StartError> for SetupError {
+    fn from(error: StartError) -> Self {
+        match error {
+            StartError::Step(setup) => setup,
+            StartError::Cgroup(e) => SetupError::message("cgroup", None::<&str>, e.to_string()),
+            StartError::Spawn(e) => SetupError::message("spawn", None::<&str>, e.to_string()),
+            StartError::NoIdRange => {
+                SetupError::message("user namespace", None::<&str>, "no free id range left")
+            }
+            StartError::Lost(what) => SetupError::message(
+                what,
+                None::<&str>,
+                format!("internal error: the {what} went missing"),
+            ),
+        }
+    }
+}
+
 impl Supervisor {
     /// Starts the unit's container if it is valid, enabled and idle.
     pub(super) fn start_unit(&mut self, name: &str) {
@@ -58,62 +98,67 @@ impl Supervisor {
             self.unregister(file.as_fd(), token);
         }
         if let Err(error) = self.launch(name, &unit, now) {
-            log::error!("{name}: cannot start: {error}");
-            self.conclude_run(name, now, None, Some(error));
+            self.conclude_run(name, now, None, Some(error.into()));
         }
     }
 
     /// Creates the cgroup with its limits, clones the container into it and
-    /// registers its pipes.
+    /// registers its pipes. Whatever the host side got before a step failed
+    /// (the cgroup, the notify socket) is undone in one place.
     fn launch(
         &mut self,
         name: &str,
         unit: &crate::unit::Unit,
         now: std::time::Duration,
-    ) -> Result<(), SetupError> {
-        let cgroup_error = |e: crate::runtime::cgroup::CgroupError| {
-            SetupError::message("cgroup", None::<&str>, e.to_string())
+    ) -> Result<(), StartError> {
+        let mut prepared = HostPrep {
+            cgroup: Some(self.cgroups.create(name)?),
+            notify: None,
         };
-        let cgroup = self.cgroups.create(name).map_err(cgroup_error)?;
-        if let Err(e) = cgroup.apply_initial(&unit.resources) {
-            self.remove_cgroup(cgroup);
-            return Err(cgroup_error(e));
-        }
-        let network = match self.plan_network(name, unit) {
-            Ok(network) => network,
-            Err(e) => {
+        let result = self.launch_steps(name, unit, now, &mut prepared);
+        if result.is_err() {
+            if let Some(cgroup) = prepared.cgroup.take() {
                 self.remove_cgroup(cgroup);
-                return Err(e);
             }
-        };
-        let id_maps = unit
-            .security
-            .user_namespace
-            .as_ref()
-            .and_then(|config| self.id_ranges.maps(name, config));
-        if unit.security.user_namespace.is_some() && id_maps.is_none() {
-            self.remove_cgroup(cgroup);
-            return Err(SetupError::message(
-                "user namespace",
-                None::<&str>,
-                "no free id range left",
-            ));
+            self.close_notify(name, prepared.notify.take());
         }
-        let notify = match unit.notify.then(|| self.open_notify(name)).transpose() {
-            Ok(notify) => notify,
-            Err(e) => {
-                self.remove_cgroup(cgroup);
-                return Err(e);
-            }
+        result
+    }
+
+    /// The steps of `launch`; on success the run owns what `prepared` held.
+    fn launch_steps(
+        &mut self,
+        name: &str,
+        unit: &crate::unit::Unit,
+        now: std::time::Duration,
+        prepared: &mut HostPrep,
+    ) -> Result<(), StartError> {
+        let Some(cgroup) = prepared.cgroup.as_ref() else {
+            return Err(StartError::Lost("cgroup"));
         };
-        let container_unit = match &notify {
-            Some((_, _, dir)) => super::readiness::with_notify_socket(unit, dir),
+        cgroup.apply_initial(&unit.resources)?;
+        let network = self.plan_network(name, unit)?;
+        let id_maps = match &unit.security.user_namespace {
+            Some(config) => Some(
+                self.id_ranges
+                    .maps(name, config)
+                    .ok_or(StartError::NoIdRange)?,
+            ),
+            None => None,
+        };
+        let container_unit = match unit.notify.then(|| self.open_notify(name)).transpose()? {
+            Some((socket, token, dir)) => {
+                prepared.notify = Some((socket, token));
+                super::readiness::with_notify_socket(unit, &dir)
+            }
             None => unit.clone(),
         };
-        let notify = notify.map(|(socket, token, _)| (socket, token));
         let journal = self
             .logs_to_journal(unit)
             .then(|| super::journal::JournalSink::new(&self.options.journal_socket, name));
+        let Some(cgroup) = prepared.cgroup.as_ref() else {
+            return Err(StartError::Lost("cgroup"));
+        };
         let mut host_side = HostSide::default();
         let into_cgroup = cgroup.clone_target();
         let place = |pid, placed: bool| {
@@ -141,17 +186,11 @@ impl Supervisor {
         if let Some((bridge, index)) = host_side.created_bridge {
             self.bridge_created(&bridge, index);
         }
-        let spawned = match spawned {
-            Ok(spawned) => spawned,
-            Err(e) => {
-                self.remove_cgroup(cgroup);
-                self.close_notify(name, notify);
-                return Err(SetupError::message("spawn", None::<&str>, e.to_string()));
-            }
-        };
+        let spawned = spawned?;
         let report_token = self.register(spawned.report.as_fd(), Source::Report(name.into()));
         let output_token = self.register(spawned.output.as_fd(), Source::Output(name.into()));
-        let Some(entry) = self.entries.get_mut(name) else {
+        let (Some(entry), Some(cgroup)) = (self.entries.get_mut(name), prepared.cgroup.take())
+        else {
             return Ok(());
         };
         entry.run = Some(Run {
@@ -164,7 +203,7 @@ impl Supervisor {
             stop_requested: false,
             cgroup,
             network,
-            notify,
+            notify: prepared.notify.take(),
         });
         entry.cpu_sample = None;
         entry.status_text = None;
