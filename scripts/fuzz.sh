@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_rust
+# cargo-afl builds AFL++ from source with make and a C compiler.
+ensure_packages make gcc
 seconds=${SUPD_FUZZ_SECONDS:-600}
 targets=${SUPD_FUZZ_TARGETS:-"unit_parser dropin_merge control_protocol"}
 if ! cargo afl --version >/dev/null 2>&1; then
