@@ -244,12 +244,15 @@ fn running_out_of_descriptors_pauses_accepting_instead_of_spinning() {
         spent < 50,
         "supd used {spent} ticks in 2 s while out of descriptors"
     );
-    assert!((1..=20).contains(&warnings), "{warnings} warnings");
+    // One warning per shortage (a descriptor freed in between ends one),
+    // not one per 200 ms pause: ten of those pass in 2 s.
+    assert!((1..=5).contains(&warnings), "{warnings} warnings: {log}");
     drop(clients);
     set_soft(Some(soft));
     d.wait_for("supd to answer again", WAIT, || {
         d.supctl(&["status"]).status.success()
     });
+    assert!(d.daemon_log().contains("accepting connections again"));
     d.stop();
 }
 

@@ -22,7 +22,12 @@ impl Supervisor {
     pub(super) fn accept_clients(&mut self) {
         loop {
             match self.listener.accept() {
-                Ok((stream, _)) => self.add_client(stream),
+                Ok((stream, _)) => {
+                    if std::mem::take(&mut self.accept_failing) {
+                        log::info!("control socket: accepting connections again");
+                    }
+                    self.add_client(stream)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.pause_accepting(&e),
@@ -34,10 +39,13 @@ impl Supervisor {
     /// backlog, so level-triggered epoll would report it again at once.
     /// Stop listening for a moment instead of spinning and logging.
     pub(super) fn pause_accepting(&mut self, error: &io::Error) {
-        log::warn!(
-            "accept on the control socket: {error}; pausing new connections for {} ms",
-            ACCEPT_PAUSE.as_millis()
-        );
+        // Once per episode: a lasting shortage must not fill the log either.
+        if !std::mem::replace(&mut self.accept_failing, true) {
+            log::warn!(
+                "accept on the control socket: {error}; pausing new connections for {} ms at a time until it works again",
+                ACCEPT_PAUSE.as_millis()
+            );
+        }
         let mut none = EpollEvent::new(EpollFlags::empty(), TOKEN_LISTENER);
         if let Err(e) = self.epoll.modify(self.listener.as_fd(), &mut none) {
             log::warn!("control socket: epoll: {e}");

@@ -142,6 +142,8 @@ pub struct Supervisor {
     misnamed: std::collections::BTreeSet<PathBuf>,
     /// Accepting is paused (out of descriptors) until this time.
     accept_at: Option<Duration>,
+    /// accept failed and has not worked since (its warning was logged).
+    accept_failing: bool,
     cgroups: Cgroups,
     host: HostInfo,
     /// Cgroups whose removal met EBUSY, with the attempts made so far.
@@ -283,6 +285,7 @@ impl Supervisor {
             reload_at: None,
             resync_at: None,
             accept_at: None,
+            accept_failing: false,
             misnamed: std::collections::BTreeSet::new(),
             claims_refused: false,
             intent,
