@@ -68,10 +68,6 @@ impl<V: Serialize + DeserializeOwned> LeaseTable<V> {
         self.entries.iter()
     }
 
-    pub fn contains(&self, key: &str) -> bool {
-        self.entries.contains_key(key)
-    }
-
     pub fn insert(&mut self, key: &str, value: V) {
         self.entries.insert(key.to_string(), value);
         self.save();

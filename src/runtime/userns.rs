@@ -85,11 +85,6 @@ impl IdRanges {
         Some(IdMaps { uid, gid })
     }
 
-    /// The `auto` base leased to `unit`, if any.
-    pub fn base(&self, unit: &str) -> Option<u32> {
-        self.bases.get(unit).copied()
-    }
-
     /// Every leased range as (unit, first host id, count).
     pub fn leases(&self) -> impl Iterator<Item = (&str, u32, u32)> {
         self.bases
