@@ -165,11 +165,20 @@ fn backoff_doubles_between_restarts() {
         .filter_map(|l| l.strip_prefix("start ")?.parse().ok())
         .collect();
     let gaps: Vec<f64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
-    // Lower bounds only: back-off must never be shorter than configured.
+    // The delays supd chose, from its log: the start of a container costs
+    // more than the delay itself under emulation, so the gaps alone do not
+    // show the doubling.
+    let chosen: Vec<String> = d
+        .daemon_log()
+        .lines()
+        .filter_map(|l| Some(l.split_once("flap: restarting in ")?.1.to_string()))
+        .take(5)
+        .collect();
+    assert_eq!(chosen, ["200ms", "400ms", "800ms", "800ms", "800ms"]);
+    // Lower bounds only: a back-off is never shorter than the one chosen.
     for (gap, want) in gaps.iter().zip([0.2, 0.4, 0.8, 0.8, 0.8]) {
         assert!(*gap >= want - 0.02, "gaps {gaps:?}");
     }
-    assert!(gaps[2] > gaps[0] * 1.5, "back-off must grow: {gaps:?}");
     assert!(d.status("flap")["restarts"].as_u64().unwrap() >= 5);
     d.stop();
 }

@@ -31,7 +31,8 @@ pub enum Cmd {
         json: bool,
         names: Vec<String>,
     },
-    /// Start units (clears back-off and the start limit).
+    /// Start units (clears back-off and the start limit; a stopping unit
+    /// starts again once it is down).
     Start {
         /// Return at once instead of waiting until the units run.
         #[arg(long)]

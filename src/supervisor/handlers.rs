@@ -1,7 +1,7 @@
 //! One handler per control request. A handler returns the response, or None
 //! when the client waits for units to settle (then `settle_waiters` answers).
 
-use super::entry::{AfterStop, State};
+use super::entry::State;
 use super::logs::rotated_files;
 use super::{Goal, Supervisor, Waiter};
 use crate::control::protocol::{Body, Command, Response, UnitFailure, UnitStatus};
@@ -35,7 +35,7 @@ impl Supervisor {
             .chain(entry.dropins.iter())
             .cloned()
             .collect();
-        let yaml = if entry.masked {
+        let yaml = if entry.machine.is_masked() {
             None
         } else {
             entry.effective.clone()
@@ -43,7 +43,7 @@ impl Supervisor {
         Response::new(Body::Show {
             yaml,
             files,
-            masked: entry.masked,
+            masked: entry.machine.is_masked(),
             error: entry.config_error.clone(),
         })
     }
@@ -55,8 +55,8 @@ impl Supervisor {
         let (Some(run), Some(unit)) = (&entry.run, &entry.unit) else {
             return Response::error(format!("{name} is not running"));
         };
-        if !matches!(entry.state, State::Running | State::Ready) {
-            return Response::error(format!("{name} is {}", entry.state.as_str()));
+        if !matches!(entry.state(), State::Running | State::Ready) {
+            return Response::error(format!("{name} is {}", entry.state()));
         }
         Response::new(Body::Exec {
             pid: run.pid.as_raw(),
@@ -68,7 +68,11 @@ impl Supervisor {
     /// A waiting unit's error says what it waits for now, derived from its
     /// dependencies' states rather than stored; a config error comes first.
     fn live_error(&self, mut status: UnitStatus) -> UnitStatus {
-        let Some(entry) = self.entries.get(&status.name).filter(|e| e.waiting) else {
+        let Some(entry) = self
+            .entries
+            .get(&status.name)
+            .filter(|e| e.machine.is_waiting())
+        else {
             return status;
         };
         if entry.config_error.is_none() {
@@ -108,14 +112,7 @@ impl Supervisor {
             return Some(error);
         }
         for name in &names {
-            let Some(entry) = self.entries.get_mut(name) else {
-                continue;
-            };
-            if entry.run.is_none() {
-                entry.fresh_start();
-                self.release_intent(name);
-                self.start_unit(name);
-            }
+            self.drive(name, |machine, now| machine.operator_start(now));
         }
         self.respond_or_wait(token, names, wait, Goal::Running, "started")
     }
@@ -125,8 +122,7 @@ impl Supervisor {
             return Some(error);
         }
         for name in &names {
-            self.stop_unit(name, AfterStop::Nothing);
-            self.hold_stopped(name);
+            self.drive(name, |machine, now| machine.operator_stop(now));
         }
         self.respond_or_wait(token, names, wait, Goal::Stopped, "stopped")
     }
@@ -136,16 +132,7 @@ impl Supervisor {
             return Some(error);
         }
         for name in &names {
-            let Some(entry) = self.entries.get_mut(name) else {
-                continue;
-            };
-            entry.fresh_start();
-            self.release_intent(name);
-            if self.entries.get(name).is_some_and(|e| e.run.is_some()) {
-                self.stop_unit(name, AfterStop::Start);
-            } else {
-                self.start_unit(name);
-            }
+            self.drive(name, |machine, now| machine.operator_restart(now));
         }
         self.respond_or_wait(token, names, wait, Goal::Running, "restarted")
     }
@@ -156,19 +143,12 @@ impl Supervisor {
         let failed: Vec<String> = self
             .entries
             .values()
-            .filter(|e| e.state == State::Failed && (names.is_empty() || names.contains(&e.name)))
+            .filter(|e| e.state() == State::Failed)
+            .filter(|e| names.is_empty() || names.contains(&e.name))
             .map(|e| e.name.clone())
             .collect();
         for name in &failed {
-            let Some(entry) = self.entries.get_mut(name) else {
-                continue;
-            };
-            entry.fresh_start();
-            let enabled = entry.unit.as_ref().is_some_and(|u| u.enabled);
-            self.release_intent(name);
-            if enabled {
-                self.start_unit(name);
-            }
+            self.drive(name, |machine, now| machine.reset_failed(now));
         }
         done(&format!("reset {} failed unit(s)", failed.len()))
     }
@@ -240,20 +220,9 @@ impl Supervisor {
     }
 
     fn settled(&self, name: &str, goal: Goal) -> bool {
-        let Some(entry) = self.entries.get(name) else {
-            return true;
-        };
-        if entry.after_stop != AfterStop::Nothing {
-            return false;
-        }
-        match goal {
-            Goal::Stopped => entry.run.is_none() && entry.state != State::Backoff,
-            Goal::Running => {
-                let unready = entry.state == State::Running && !entry.is_up();
-                entry.waiting
-                    || !(unready || matches!(entry.state, State::Starting | State::Stopping))
-            }
-        }
+        self.entries
+            .get(name)
+            .is_none_or(|entry| entry.machine.settled(goal))
     }
 
     fn outcome(&self, waiter: &Waiter) -> Response {
@@ -262,17 +231,9 @@ impl Supervisor {
             .iter()
             .filter_map(|name| {
                 let entry = self.entries.get(name)?;
-                let ok = match waiter.goal {
-                    Goal::Stopped => true,
-                    Goal::Running => {
-                        !entry.waiting
-                            && (entry.is_up()
-                                || (entry.state == State::Stopped && entry.run_error.is_none()))
-                    }
-                };
-                (!ok).then(|| UnitFailure {
+                (!entry.machine.reached(waiter.goal)).then(|| UnitFailure {
                     name: name.clone(),
-                    state: entry.state,
+                    state: entry.state(),
                     error: self.live_error(entry.status()).error,
                 })
             })

@@ -4,7 +4,7 @@
 //! file. Kept in `STATE_DIR/intent.json` with a hash of the file it was
 //! about, so that a changed file is recognised even while supd was away.
 
-use super::entry::State;
+use super::machine::Held;
 use super::Supervisor;
 use crate::files::{LeaseTable, Loaded};
 use serde::{Deserialize, Serialize};
@@ -81,22 +81,22 @@ impl Supervisor {
             self.release_intent(name);
             return false;
         };
-        let Some(entry) = self.entries.get_mut(name) else {
-            return false;
-        };
-        match intent {
+        let held = match intent {
             Intent::Stopped { .. } => {
                 log::info!("{name}: stays stopped, as an operator left it");
-                entry.set_state(State::Stopped);
+                Held::Stopped
             }
             Intent::Failed { error, .. } => {
                 log::info!(
                     "{name}: stays failed until restart, reset-failed or a change of its file"
                 );
-                entry.run_error = Some(error);
-                entry.set_state(State::Failed);
+                Held::Failed(error)
             }
-        }
+        };
+        let Some(entry) = self.entries.get_mut(name) else {
+            return false;
+        };
+        entry.machine.held(held, super::monotonic_now());
         true
     }
 }

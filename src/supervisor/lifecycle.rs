@@ -1,8 +1,7 @@
 //! Starting, stopping and reaping containers, and reading their pipes.
 
-use super::entry::{AfterStop, Run, State, TimerKind};
-use super::restart::Decision;
-use super::{monotonic_now, Source, Supervisor};
+use super::entry::Run;
+use super::{Source, Supervisor};
 use crate::control::protocol::LastExit;
 use crate::runtime::net::{self, HostSide};
 use crate::runtime::{self, SetupError};
@@ -57,48 +56,22 @@ impl From<StartError> for SetupError {
 }
 
 impl Supervisor {
-    /// Starts the unit's container if it is valid, enabled and idle.
-    pub(super) fn start_unit(&mut self, name: &str) {
-        if self.shutting_down {
-            return;
-        }
+    /// The machine found the dependencies met: create the container.
+    pub(super) fn launch_now(&mut self, name: &str, now: std::time::Duration) {
         let Some(entry) = self.entries.get_mut(name) else {
             return;
         };
         let Some(unit) = entry.unit.clone() else {
             return;
         };
-        if entry.run.is_some() || entry.masked {
-            return;
-        }
-        entry.timer = None;
-        if let Some(why) = self.unmet_dependencies(&unit.depends_on) {
-            let Some(entry) = self.entries.get_mut(name) else {
-                return;
-            };
-            if !entry.waiting {
-                log::info!("{name}: {why}");
-            }
-            // What it waits for is derived when asked (`live_error`): it
-            // changes with the dependencies' states.
-            entry.waiting = true;
-            entry.run_error = None;
-            entry.set_state(State::Starting);
-            return;
-        }
-        let Some(entry) = self.entries.get_mut(name) else {
-            return;
-        };
-        entry.waiting = false;
-        entry.after_stop = AfterStop::Nothing;
-        let now = monotonic_now();
-        entry.tracker.record_start(now);
         // Output of an earlier run that is still open is dropped with it.
         if let Some((file, token)) = entry.output.take() {
             self.unregister(file.as_fd(), token);
         }
         if let Err(error) = self.launch(name, &unit, now) {
-            self.conclude_run(name, now, None, Some(error.into()));
+            self.drive(name, |machine, now| {
+                machine.launch_failed(now, error.into())
+            });
         }
     }
 
@@ -200,20 +173,14 @@ impl Supervisor {
             report: report_token.map(|t| (spawned.report, t)),
             report_bytes: Vec::new(),
             setup_error: None,
-            stop_requested: false,
             cgroup,
             network,
             notify: prepared.notify.take(),
         });
         entry.cpu_sample = None;
-        entry.status_text = None;
         entry.journal = journal;
         entry.output = output_token.map(|t| (spawned.output, t));
-        entry.timer = Some((
-            now.saturating_add(unit.start_timeout),
-            TimerKind::StartTimeout,
-        ));
-        entry.set_state(State::Starting);
+        entry.machine.launched(now);
         log::info!("{name}: started container, init pid {}", spawned.pid);
         Ok(())
     }
@@ -225,83 +192,6 @@ impl Supervisor {
             crate::unit::LogDriver::File => false,
             crate::unit::LogDriver::Auto => self.options.journal_by_default,
         }
-    }
-
-    /// Why the unit cannot start yet, if a dependency is not running.
-    pub(super) fn unmet_dependencies(&self, depends_on: &[String]) -> Option<String> {
-        let unmet: Vec<String> = depends_on
-            .iter()
-            .filter_map(|dep| match self.entries.get(dep) {
-                None => Some(format!("{dep} (no such unit)")),
-                Some(e) if e.is_up() => None,
-                Some(e) if e.state == State::Running => Some(format!("{dep} (not ready yet)")),
-                Some(e) => Some(format!("{dep} ({})", e.state.as_str())),
-            })
-            .collect();
-        (!unmet.is_empty()).then(|| format!("waiting for dependencies: {}", unmet.join(", ")))
-    }
-
-    /// A unit came up: start the units that waited for it.
-    pub(super) fn start_waiting_dependents(&mut self, name: &str) {
-        let dependents: Vec<String> = self
-            .entries
-            .values()
-            .filter(|e| e.waiting)
-            .filter(|e| {
-                e.unit
-                    .as_ref()
-                    .is_some_and(|u| u.depends_on.iter().any(|d| d == name))
-            })
-            .map(|e| e.name.clone())
-            .collect();
-        for dependent in dependents {
-            self.start_unit(&dependent);
-        }
-    }
-
-    /// Stops the unit: its stop signal now, SIGKILL after stop.timeout.
-    pub(super) fn stop_unit(&mut self, name: &str, then: AfterStop) {
-        let Some(entry) = self.entries.get_mut(name) else {
-            return;
-        };
-        if entry.waiting {
-            entry.waiting = false;
-            entry.run_error = None;
-            entry.set_state(entry.idle_state());
-        }
-        if entry.state == State::Backoff {
-            entry.timer = None;
-            entry.set_state(entry.idle_state());
-        }
-        let Some(unit) = entry.unit.as_ref() else {
-            entry.after_stop = then;
-            return;
-        };
-        let (signal, timeout) = (unit.stop.signal, unit.stop.timeout);
-        let Some(run) = entry.run.as_mut() else {
-            entry.after_stop = then;
-            return;
-        };
-        entry.after_stop = then;
-        if run.stop_requested {
-            return;
-        }
-        run.stop_requested = true;
-        if let Err(e) = run.signal(signal) {
-            log::warn!("{name}: cannot send stop signal: {e}");
-        }
-        entry.timer = Some((super::deadline_after(timeout), TimerKind::Kill));
-        entry.set_state(State::Stopping);
-    }
-
-    /// The stop timeout passed. Killing a PID namespace's init makes the
-    /// kernel kill every process in it.
-    pub(super) fn kill_unit(&mut self, name: &str) {
-        let Some(run) = self.entries.get(name).and_then(|e| e.run.as_ref()) else {
-            return;
-        };
-        log::warn!("{name}: stop timeout passed, killing every process of the container");
-        run.kill_all(name);
     }
 
     /// The only place supd calls waitpid.
@@ -400,100 +290,17 @@ impl Supervisor {
                 "{name}: the kernel OOM-killed {oom_kills} process(es) of the container ({limit})"
             );
         }
-        exit.stopped = run.stop_requested;
-        entry.last_exit = Some(exit);
-        // The workload's last STATUS= described a run that is over.
-        entry.status_text = None;
-        if run.stop_requested {
-            entry.timer = None;
-            entry.set_state(entry.idle_state());
-            return self.after_stop(name);
-        }
-        self.conclude_run(name, run.started, Some(run.pid), run.setup_error);
-    }
-
-    /// Applies the restart policy to a run that ended by itself (or never
-    /// got going).
-    fn conclude_run(
-        &mut self,
-        name: &str,
-        started: std::time::Duration,
-        pid: Option<Pid>,
-        setup_error: Option<SetupError>,
-    ) {
-        let Some(entry) = self.entries.get_mut(name) else {
-            return;
-        };
-        let clean = setup_error.is_none()
-            && entry.last_exit.as_ref().is_some_and(|e| e.code == Some(0))
-            && pid.is_some();
-        if let Some(error) = &setup_error {
-            log::error!("{name}: start failed: {error}");
-            entry.run_error = Some(format!("start failed: {error}"));
-            if pid.is_none() {
-                entry.last_exit = None;
-            }
-        }
-        match entry.tracker.on_exit(monotonic_now(), started, clean) {
-            Decision::RestartAfter(delay) => {
-                entry.timer = Some((super::deadline_after(delay), TimerKind::Restart));
-                entry.restarts = entry.restarts.saturating_add(1);
-                entry.set_state(State::Backoff);
-            }
-            Decision::Stop => entry.set_state(if clean { State::Stopped } else { State::Failed }),
-            Decision::Fail(why) => {
-                log::error!("{name}: {why}");
-                entry.run_error = Some(match setup_error {
-                    Some(error) => format!("{why}; last start failed: {error}"),
-                    None => why,
-                });
-                entry.set_state(State::Failed);
-            }
-        }
-        if let Some(entry) = self.entries.get(name).filter(|e| e.state == State::Failed) {
-            let error = entry.run_error.clone().unwrap_or_else(|| "failed".into());
-            self.hold_failed(name, &error);
-        }
-        self.after_stop(name);
-    }
-
-    fn after_stop(&mut self, name: &str) {
+        let setup_error = run.setup_error.take();
+        self.drive(name, |machine, now| machine.exited(now, exit, setup_error));
         if self.shutting_down {
             // The units this one depended on may stop now.
-            return self.shutdown();
-        }
-        let Some(entry) = self.entries.get_mut(name) else {
-            return;
-        };
-        match std::mem::replace(&mut entry.after_stop, AfterStop::Nothing) {
-            AfterStop::Nothing => {}
-            AfterStop::Start => {
-                entry.timer = None;
-                self.start_unit(name);
-            }
-            AfterStop::Forget => {
-                if let Some(entry) = self.entries.remove(name) {
-                    if let Some((file, token)) = entry.output {
-                        self.unregister(file.as_fd(), token);
-                    }
-                }
-            }
+            self.shutdown();
         }
     }
 
     pub(super) fn on_report(&mut self, name: &str) {
-        let confirmed = self.read_report(name);
-        let Some(entry) = self.entries.get_mut(name) else {
-            return;
-        };
-        if confirmed && entry.state == State::Starting {
-            entry.run_error = None;
-            entry.set_state(State::Running);
-            // A `notify` unit keeps its start timeout until READY=1.
-            if entry.is_up() {
-                entry.timer = None;
-                self.start_waiting_dependents(name);
-            }
+        if self.read_report(name) {
+            self.drive(name, |machine, now| machine.setup_finished(now));
         }
     }
 

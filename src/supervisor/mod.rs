@@ -7,12 +7,14 @@
 #![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
 
 mod clients;
+mod drive;
 mod entry;
 mod handlers;
 mod intent;
 pub mod journal;
 mod lifecycle;
 pub mod logs;
+mod machine;
 mod networking;
 mod notify;
 mod readiness;
@@ -27,6 +29,7 @@ use crate::runtime::net::ipam::Ipam;
 use crate::runtime::Dirs;
 use crate::unit::host::HostInfo;
 use entry::Entry;
+use machine::Goal;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -105,12 +108,6 @@ struct Waiter {
     goal: Goal,
     /// What the answer says was done: "started", "restarted", "stopped".
     verb: &'static str,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Goal {
-    Running,
-    Stopped,
 }
 
 pub struct Supervisor {
@@ -401,12 +398,12 @@ impl Supervisor {
         let stoppable: Vec<String> = self
             .entries
             .values()
-            .filter(|e| e.is_active())
+            .filter(|e| e.machine.is_active())
             .filter(|e| !self.has_active_dependents(&e.name))
             .map(|e| e.name.clone())
             .collect();
         for name in stoppable {
-            self.stop_unit(&name, entry::AfterStop::Nothing);
+            self.drive(&name, |machine, now| machine.shutdown(now));
         }
     }
 
@@ -424,7 +421,7 @@ impl Supervisor {
         let next = self
             .entries
             .values()
-            .filter_map(|e| e.timer.map(|(at, _)| at))
+            .filter_map(|e| e.machine.deadline())
             .chain(self.reload_at)
             .chain(self.resync_at)
             .chain(self.accept_at)
@@ -466,23 +463,14 @@ impl Supervisor {
             self.removal_at = None;
             self.retry_removals();
         }
-        let due: Vec<(String, entry::TimerKind)> = self
+        let due: Vec<String> = self
             .entries
             .values()
-            .filter_map(|e| match e.timer {
-                Some((at, kind)) if at <= now => Some((e.name.clone(), kind)),
-                _ => None,
-            })
+            .filter(|e| e.machine.deadline().is_some_and(|at| at <= now))
+            .map(|e| e.name.clone())
             .collect();
-        for (name, kind) in due {
-            if let Some(entry) = self.entries.get_mut(&name) {
-                entry.timer = None;
-            }
-            match kind {
-                entry::TimerKind::Restart => self.start_unit(&name),
-                entry::TimerKind::Kill => self.kill_unit(&name),
-                entry::TimerKind::StartTimeout => self.start_timed_out(&name),
-            }
+        for name in due {
+            self.drive(&name, |machine, now| machine.timer_fired(now));
         }
     }
 

@@ -110,7 +110,7 @@ pub fn summary(states: impl Iterator<Item = State>) -> String {
 
 impl Supervisor {
     pub(super) fn update_status(&mut self) {
-        let summary = summary(self.entries.values().map(|e| e.state));
+        let summary = summary(self.entries.values().map(|e| e.state()));
         self.notifier.status(summary);
     }
 

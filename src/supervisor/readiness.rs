@@ -3,7 +3,6 @@
 //! workload's READY=1 moves the unit from running to ready. A start that
 //! does not finish (setup, then readiness) within start_timeout fails.
 
-use super::entry::State;
 use super::{Source, Supervisor};
 use crate::runtime::SetupError;
 use crate::unit::{Mount, MountKind, Unit};
@@ -139,43 +138,9 @@ impl Supervisor {
             // batch of events: settle the report first.
             self.on_report(name);
         }
-        let Some(entry) = self.entries.get_mut(name) else {
-            return;
-        };
-        if let Some(text) = notification.status {
-            entry.status_text = Some(text);
-        }
-        if notification.ready && entry.state == State::Running {
-            entry.timer = None;
-            entry.set_state(State::Ready);
-            self.start_waiting_dependents(name);
-        }
-    }
-
-    /// Setup, or READY=1 of a `notify` unit, did not come in time: kill the
-    /// container and let the restart policy treat it as a failed start.
-    pub(super) fn start_timed_out(&mut self, name: &str) {
-        let Some(entry) = self.entries.get_mut(name) else {
-            return;
-        };
-        let Some(timeout) = entry.unit.as_ref().map(|u| u.start_timeout) else {
-            return;
-        };
-        let waiting_for = if entry.state == State::Starting {
-            "container setup did not finish"
-        } else {
-            "the workload did not send READY=1"
-        };
-        let Some(run) = entry.run.as_mut() else {
-            return;
-        };
-        log::error!("{name}: {waiting_for} within {timeout:?}, killing it");
-        run.setup_error = Some(SetupError::message(
-            "start_timeout",
-            None::<&str>,
-            format!("{waiting_for} within {}s", timeout.as_secs_f64()),
-        ));
-        run.kill_all(name);
+        self.drive(name, |machine, now| {
+            machine.notified(now, notification.ready, notification.status)
+        });
     }
 }
 

@@ -1,7 +1,7 @@
 //! Reading the unit directories and applying the planner's actions.
 
-use super::entry::{AfterStop, Entry, State};
-use super::Supervisor;
+use super::entry::Entry;
+use super::{monotonic_now, Supervisor};
 use crate::plan::claims::{self, Claim};
 use crate::plan::{plan, Action, Actual};
 use crate::unit::loader::{load_dirs, misnamed_files, Outcome};
@@ -31,8 +31,8 @@ impl Supervisor {
             .map(|e| {
                 let actual = Actual {
                     unit: e.unit.clone(),
-                    active: e.is_active(),
-                    masked: e.masked,
+                    active: e.machine.is_active(),
+                    masked: e.machine.is_masked(),
                 };
                 (e.name.clone(), actual)
             })
@@ -57,7 +57,7 @@ impl Supervisor {
         let mut held: Vec<(String, Claim)> = self
             .entries
             .values()
-            .filter(|e| e.is_active())
+            .filter(|e| e.machine.is_active())
             .filter_map(|e| Some((e.name.clone(), claims::fixed_claims(e.unit.as_ref()?))))
             .flat_map(|(name, claims)| claims.into_iter().map(move |(_, c)| (name.clone(), c)))
             .collect();
@@ -110,49 +110,38 @@ impl Supervisor {
         let log_path = self.options.dirs.log_file(name);
         self.entries
             .entry(name.to_string())
-            .or_insert_with(|| Entry::new(name, log_path))
+            .or_insert_with(|| Entry::new(name, log_path, monotonic_now()))
     }
 
     fn apply(&mut self, name: &str, action: Action) {
+        let now = monotonic_now();
         match action {
             Action::Start(unit) => {
-                self.entry(name).adopt(*unit);
+                self.entry(name).adopt(*unit, now);
                 if self.honour_intent(name) {
                     return;
                 }
                 log::info!("{name}: starting");
-                self.entry(name).fresh_start();
-                self.start_unit(name);
+                self.drive(name, |machine, now| machine.file_start(now));
             }
             Action::Restart(unit) => {
                 log::info!("{name}: unit changed, restarting");
-                let entry = self.entry(name);
-                entry.adopt(*unit);
-                if entry.run.is_some() {
-                    self.stop_unit(name, AfterStop::Start);
-                } else {
-                    entry.timer = None;
-                    self.start_unit(name);
-                }
+                self.entry(name).adopt(*unit, now);
+                self.drive(name, |machine, now| machine.file_changed(now));
             }
             Action::UpdateLive(unit) => self.update_live(name, *unit),
-            Action::Keep(unit) => self.entry(name).adopt(*unit),
+            Action::Keep(unit) => self.entry(name).adopt(*unit, now),
             Action::Stop(unit) => {
                 log::info!("{name}: disabled, stopping");
-                self.entry(name).adopt(*unit);
-                self.stop_unit(name, AfterStop::Nothing);
+                self.entry(name).adopt(*unit, now);
+                self.drive(name, |machine, now| machine.disable(now));
             }
             Action::Mask => {
                 log::info!("{name}: masked");
                 let entry = self.entry(name);
-                entry.masked = true;
                 entry.config_error = None;
-                self.stop_unit(name, AfterStop::Nothing);
-                let entry = self.entry(name);
                 entry.unit = None;
-                if entry.run.is_none() {
-                    entry.set_state(State::Masked);
-                }
+                self.drive(name, |machine, now| machine.mask(now));
             }
             Action::Invalid(error) => {
                 let entry = self.entry(name);
@@ -160,21 +149,11 @@ impl Supervisor {
                     log::warn!("{error}");
                 }
                 entry.config_error = Some(error.to_string());
-                if entry.unit.is_none() && !entry.masked {
-                    entry.set_state(State::Invalid);
-                }
+                entry.machine.invalid(now);
             }
             Action::Remove => {
                 log::info!("{name}: unit file removed, stopping");
-                self.release_intent(name);
-                self.ipam.release(name);
-                self.id_ranges.release(name);
-                let active = self.entry(name).run.is_some();
-                if active {
-                    self.stop_unit(name, AfterStop::Forget);
-                } else {
-                    self.entries.remove(name);
-                }
+                self.drive(name, |machine, now| machine.remove(now));
             }
         }
     }

@@ -20,7 +20,7 @@ impl Supervisor {
         let previous = entry.unit.as_ref().map(|u| u.resources.clone());
         let resources_changed = previous.as_ref() != Some(&unit.resources);
         let resources = unit.resources.clone();
-        entry.adopt(unit);
+        entry.adopt(unit, super::monotonic_now());
         let Some(run) = entry.run.as_ref() else {
             return;
         };
@@ -39,11 +39,11 @@ impl Supervisor {
                         applied.join(", ")
                     }
                 );
-                entry.run_error = None;
+                entry.machine.live_update(Ok(()));
             }
             Err(e) => {
                 log::error!("{name}: cannot apply the new resources: {e}");
-                entry.run_error = Some(format!("resources not applied: {e}"));
+                entry.machine.live_update(Err(e.to_string()));
             }
         }
     }
