@@ -16,6 +16,9 @@ _supctl() {
             ",$1")
                 cmd="supctl"
                 ;;
+            supctl,daemon-reexec)
+                cmd="supctl__subcmd__daemon__subcmd__reexec"
+                ;;
             supctl,exec)
                 cmd="supctl__subcmd__exec"
                 ;;
@@ -48,6 +51,9 @@ _supctl() {
                 ;;
             supctl,validate)
                 cmd="supctl__subcmd__validate"
+                ;;
+            supctl__subcmd__help,daemon-reexec)
+                cmd="supctl__subcmd__help__subcmd__daemon__subcmd__reexec"
                 ;;
             supctl__subcmd__help,exec)
                 cmd="supctl__subcmd__help__subcmd__exec"
@@ -89,8 +95,26 @@ _supctl() {
 
     case "${cmd}" in
         supctl)
-            opts="-h -V --socket --help --version status start stop restart reset-failed reload logs show exec validate help"
+            opts="-h -V --socket --help --version status start stop restart reset-failed reload logs show exec daemon-reexec validate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        supctl__subcmd__daemon__subcmd__reexec)
+            opts="-h --socket --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -125,8 +149,22 @@ _supctl() {
             return 0
             ;;
         supctl__subcmd__help)
-            opts="status start stop restart reset-failed reload logs show exec validate help"
+            opts="status start stop restart reset-failed reload logs show exec daemon-reexec validate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        supctl__subcmd__help__subcmd__daemon__subcmd__reexec)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -16,13 +16,31 @@ and exit 0.
 .B SIGHUP
 Re-read the unit directories now, as \fBsupctl reload\fR does.
 .SH RESTARTS AND CRASHES
-supd does not re-adopt containers. A supd that was killed or crashed leaves
-its containers running (unless systemd's KillMode removes them); the next
-supd on the same cgroup parent kills what still runs in each container
-cgroup under it, removes those cgroups, logs a warning per unit and starts
-the units afresh; bridges the dead supd created (listed in
-\fIRUNTIME_DIR/bridges.json\fR) are removed once no unit uses them. Two live
-daemons never share a parent: the second one
+Containers outlive supd. For every active unit supd keeps a record in
+\fIRUNTIME_DIR/units/NAME.json\fR, written atomically at each state change:
+the unit in force, its state machine (state, restarts, back-off and start
+limit) and the container's init, by PID, start time and boot id. The init
+holds a copy of the output pipe (sized to \fI/proc/sys/fs/pipe-max-size\fR),
+so the workload's writes block rather than fail while no supd reads.
+.PP
+A supd that was killed or crashed leaves its containers running
+(\fBKillMode=process\fR under systemd); the next supd on the same cgroup
+parent adopts each one whose init still runs, with its PID, state, uptime and
+counters, takes its output pipe back and binds its notify socket again. A
+container that exited meanwhile is reported with the exit code its init
+wrote to \fIRUNTIME_DIR/units/NAME.exit\fR and handled by its restart policy.
+A container cgroup without a usable record is cleared: its processes are
+killed, it is removed with the cgroups its workload created, and the unit
+starts afresh; a cgroup that cannot be removed is a warning, never a reason
+not to start. Bridges supd created (listed in
+\fIRUNTIME_DIR/bridges.json\fR) are removed once no unit uses them.
+.PP
+\fBsupctl daemon-reexec\fR makes supd execute the binary at its path (an
+upgrade installed the new one) in the same process, handing over the
+control socket; the new supd adopts every container. \fBsystemctl stop\fR
+and \fBrestart\fR stop the containers (SIGTERM keeps its meaning); a crash,
+\fBkill -9\fR or \fBdaemon-reexec\fR leaves them running.
+Two live daemons never share a parent: the second one
 exits with an error naming it (choose another with \fB--cgroup-parent\fR).
 .PP
 What an operator did outlives supd: a unit stopped with \fBsupctl stop\fR

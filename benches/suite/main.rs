@@ -13,6 +13,7 @@ mod fleet;
 mod lifecycle;
 mod planning;
 mod probe;
+mod restore;
 mod stats;
 
 use stats::{kib, ms, ratio, summarize, timing, Summary, Table};
@@ -258,6 +259,53 @@ fn many_containers(sizes: &Sizes, table: &mut Table) {
     daemon.stop();
 }
 
+fn live_restore(sizes: &Sizes, table: &mut Table) {
+    for (what, event) in [
+        (
+            "workload output gap across `kill -9` of supd and a new supd",
+            restore::kill_and_restart as fn(&mut common::Daemon),
+        ),
+        (
+            "workload output gap across `supctl daemon-reexec`",
+            restore::reexec,
+        ),
+    ] {
+        let downtime = restore::downtime(event);
+        let restarted = if downtime.restarted {
+            "RESTARTED"
+        } else {
+            "not restarted"
+        };
+        table.add(
+            what,
+            format!(
+                "{} (usual gap {})",
+                ms(downtime.largest),
+                ms(downtime.usual)
+            ),
+            restarted.to_string(),
+            "0 ms downtime: never restarted",
+        );
+    }
+    let n = sizes.footprint;
+    table.add(
+        &format!("`kill -9` of supd until a new one answers `status` with {n} containers adopted"),
+        ms(restore::adoption(n)),
+        String::new(),
+        "< 100 ms",
+    );
+    let survival = restore::survival();
+    table.add(
+        "a workload writing ~1 MB/s with no supd: writes go on for",
+        ms(survival.lasted),
+        format!(
+            "{} kB written meanwhile (pipe: pipe-max-size)",
+            survival.bytes / 1000
+        ),
+        "",
+    );
+}
+
 fn planning(sizes: &Sizes, table: &mut Table) {
     let planned = planning::measure(500, sizes.rounds.max(5));
     table.add(
@@ -291,6 +339,8 @@ fn main() {
     single_container(&sizes, &anchors, &mut table);
     eprintln!("many containers:");
     many_containers(&sizes, &mut table);
+    eprintln!("live restore:");
+    live_restore(&sizes, &mut table);
     eprintln!("planning:");
     planning(&sizes, &mut table);
     println!();

@@ -82,6 +82,10 @@ pub enum Cmd {
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
+    /// Re-execute supd from its binary (after an upgrade installed a new
+    /// one) in the same process; every container keeps running and is
+    /// adopted. Returns once the new supd answers.
+    DaemonReexec,
     /// Check unit files without a daemon; exits 1 if any is invalid.
     Validate {
         #[arg(required = true)]

@@ -22,6 +22,28 @@ pub enum ClientError {
 }
 
 pub fn call(socket: &Path, command: Command) -> Result<Response, ClientError> {
+    call_keeping(socket, command).map(|(response, _)| response)
+}
+
+/// `call` for `daemon-reexec`: after the answer, waits (up to `timeout`)
+/// for supd to close the connection, which its exec does.
+pub fn call_until_closed(
+    socket: &Path,
+    command: Command,
+    timeout: std::time::Duration,
+) -> Result<Response, ClientError> {
+    let (response, stream) = call_keeping(socket, command)?;
+    let io_error = |error| ClientError::Io {
+        path: socket.to_path_buf(),
+        error,
+    };
+    stream.set_read_timeout(Some(timeout)).map_err(io_error)?;
+    let mut rest = Vec::new();
+    io::Read::read_to_end(&mut &stream, &mut rest).map_err(io_error)?;
+    Ok(response)
+}
+
+fn call_keeping(socket: &Path, command: Command) -> Result<(Response, UnixStream), ClientError> {
     let io_error = |error| ClientError::Io {
         path: socket.to_path_buf(),
         error,
@@ -52,8 +74,9 @@ pub fn call(socket: &Path, command: Command) -> Result<Response, ClientError> {
             path: socket.to_path_buf(),
         });
     }
-    serde_json::from_str(&answer).map_err(|e| ClientError::BadAnswer {
+    let response = serde_json::from_str(&answer).map_err(|e| ClientError::BadAnswer {
         path: socket.to_path_buf(),
         detail: e.to_string(),
-    })
+    })?;
+    Ok((response, stream))
 }

@@ -52,6 +52,9 @@ pub enum Command {
     Show { name: String },
     /// What `supctl exec` needs to enter a running container.
     Exec { name: String },
+    /// Re-execute the supd binary at its path in the same process, which
+    /// then adopts every container (an upgrade without downtime).
+    DaemonReexec,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -34,6 +34,16 @@ impl Dirs {
         self.runtime.join("containers").join(name)
     }
 
+    /// What a restarted supd needs to adopt the unit's container.
+    pub fn record(&self, name: &str) -> PathBuf {
+        self.runtime.join("units").join(format!("{name}.json"))
+    }
+
+    /// Where the unit's init records the workload's exit code.
+    pub fn exit_record(&self, name: &str) -> PathBuf {
+        self.runtime.join("units").join(format!("{name}.exit"))
+    }
+
     pub fn unit_state(&self, name: &str) -> PathBuf {
         self.state.join(name)
     }
@@ -46,5 +56,12 @@ impl Dirs {
 /// File descriptor numbers in the init stage, fixed by `spawn`.
 pub const SPEC_FD: i32 = 3;
 pub const REPORT_FD: i32 = 4;
+/// The init's copy of the output pipe's read end: it keeps the pipe open
+/// while supd is away (a restarted supd takes it with pidfd_getfd), so the
+/// workload's writes never meet a closed pipe.
+pub const OUTPUT_HOLD_FD: i32 = 5;
+/// A host file the init writes the workload's exit code to before it
+/// exits, for a supd that is not its parent (see `Dirs::exit_record`).
+pub const EXIT_FD: i32 = 6;
 /// The hidden subcommand of the supd binary that runs the init stage.
 pub const INIT_STAGE_ARG: &str = "__init-stage";

@@ -5,7 +5,7 @@
 
 use super::net::{self, NetPlan};
 use super::workload::{compile_seccomp, exec_workload, Prepared};
-use super::{rootfs, security, user, REPORT_FD, SPEC_FD};
+use super::{rootfs, security, user, EXIT_FD, OUTPUT_HOLD_FD, REPORT_FD, SPEC_FD};
 use crate::unit::{NetworkMode, Unit};
 use nix::sys::signal::SigmaskHow;
 use nix::unistd::ForkResult;
@@ -106,17 +106,24 @@ pub fn run_init_stage() -> ! {
             EXIT_SETUP_FAILED,
         );
     }
-    // Closed by the workload's exec, so that supd sees EOF on success.
-    let cloexec = nix::fcntl::fcntl(
-        &report,
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    );
-    if let Err(e) = cloexec {
-        fail(
-            &mut report,
-            &SetupError::new("report pipe", None::<&Path>, e.into()),
-            EXIT_SETUP_FAILED,
-        );
+    // Closed by the workload's exec: supd sees EOF on the report when the
+    // workload runs, and only the init holds the output pipe and the exit
+    // record.
+    for (fd, what) in [
+        (REPORT_FD, "report pipe"),
+        (OUTPUT_HOLD_FD, "output pipe"),
+        (EXIT_FD, "exit record"),
+    ] {
+        // SAFETY: F_SETFD on a descriptor number supd's spawn set up; no
+        // memory is passed.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+            let error = io::Error::last_os_error();
+            fail(
+                &mut report,
+                &SetupError::new(what, None::<&Path>, error),
+                EXIT_SETUP_FAILED,
+            );
+        }
     }
     let (spec, credentials) = match read_spec().and_then(|spec| {
         let prepared = prepare(&spec)?;
@@ -146,6 +153,7 @@ pub fn run_init_stage() -> ! {
             drop((spec, credentials));
             crate::init::release_setup_memory();
             let code = crate::init::run(child, LEFTOVER_GRACE);
+            record_exit(code);
             std::process::exit(code);
         }
         Err(e) => fail(
@@ -154,6 +162,17 @@ pub fn run_init_stage() -> ! {
             EXIT_SETUP_FAILED,
         ),
     }
+}
+
+/// For a supd that is not the init's parent (it restarted meanwhile) and
+/// so cannot wait for it. A failed write changes nothing: a supd that is
+/// the parent has the exit status from waitpid anyway.
+fn record_exit(code: i32) {
+    let text = format!("{code}\n");
+    // SAFETY: write of a local buffer to the descriptor supd's spawn placed
+    // at EXIT_FD (fresh, at offset 0), which nothing else here uses. Plain
+    // write: a seccomp profile that allows the workload anything allows it.
+    unsafe { libc::write(EXIT_FD, text.as_ptr().cast(), text.len()) };
 }
 
 fn fail(report: &mut File, error: &SetupError, code: i32) -> ! {

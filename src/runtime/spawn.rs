@@ -4,7 +4,7 @@
 
 use super::net::NetPlan;
 use super::userns::IdMaps;
-use super::{Dirs, Spec, INIT_STAGE_ARG, REPORT_FD, SPEC_FD};
+use super::{Dirs, Spec, EXIT_FD, INIT_STAGE_ARG, OUTPUT_HOLD_FD, REPORT_FD, SPEC_FD};
 use crate::unit::{NetworkMode, Unit};
 use nix::fcntl::OFlag;
 use nix::sys::memfd::{memfd_create, MFdFlags};
@@ -82,6 +82,8 @@ pub fn spawn(
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys("report pipe"))?;
     let (output_read, output_write) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys("output pipe"))?;
+    size_output_pipe(&output_read);
+    let exit_record = open_exit_record(&dirs.exit_record(&unit.name))?;
     let (go_read, go_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys("go pipe"))?;
     // supd's ends only: its event loop must never block on a read.
     for (end, what) in [(&report_read, "report pipe"), (&output_read, "output pipe")] {
@@ -110,6 +112,8 @@ pub fn spawn(
     let child_fds = ChildFds {
         stdin: devnull.as_raw_fd(),
         output: output_write.as_raw_fd(),
+        output_hold: output_read.as_raw_fd(),
+        exit_record: exit_record.as_raw_fd(),
         spec: spec_fd.as_raw_fd(),
         report: report_write.as_raw_fd(),
         exe: exe.as_raw_fd(),
@@ -249,6 +253,8 @@ fn write_spec(spec: &Spec) -> Result<OwnedFd, SpawnError> {
 struct ChildFds {
     stdin: RawFd,
     output: RawFd,
+    output_hold: RawFd,
+    exit_record: RawFd,
     spec: RawFd,
     report: RawFd,
     exe: RawFd,
@@ -258,6 +264,38 @@ struct ChildFds {
     go_write: RawFd,
     /// The child is in a new user namespace whose maps the parent wrote.
     user_namespace: bool,
+}
+
+/// The largest pipe buffer an unprivileged process may ask for
+/// (/proc/sys/fs/pipe-max-size), so that a workload can write this much
+/// while supd is away before its writes block.
+fn size_output_pipe(read_end: &OwnedFd) {
+    let max = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+        .ok()
+        .and_then(|text| text.trim().parse::<libc::c_int>().ok())
+        .unwrap_or(1 << 20);
+    if let Err(e) = nix::fcntl::fcntl(read_end, nix::fcntl::FcntlArg::F_SETPIPE_SZ(max)) {
+        // The default 64 KiB still works; it only shortens the gap.
+        log::debug!("output pipe size {max}: {e}");
+    }
+}
+
+/// Created empty for each run: a later supd reads the exit code the init
+/// writes there, or finds it empty if the init was killed.
+fn open_exit_record(path: &std::path::Path) -> Result<fs::File, SpawnError> {
+    let prepare = |source| SpawnError::Prepare {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(prepare)?;
+    }
+    fs::File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(prepare)
 }
 
 /// With a user namespace the overlay upper and work directories in the
@@ -305,8 +343,12 @@ fn exec_init_stage(
             high(fds.output),
             high(fds.spec),
             high(fds.report),
+            high(fds.output_hold),
+            high(fds.exit_record),
         ];
-        let targets = [0, 1, 2, SPEC_FD, REPORT_FD];
+        let targets = [0, 1, 2, SPEC_FD, REPORT_FD, OUTPUT_HOLD_FD, EXIT_FD];
+        // The binary's descriptor may sit on one of the targets.
+        let exe = high(fds.exe);
         for (source, target) in moved.iter().zip(targets) {
             if *source < 0 || libc::dup2(*source, target) < 0 {
                 libc::_exit(126);
@@ -317,7 +359,7 @@ fn exec_init_stage(
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         // supd ignores SIGPIPE; an ignored disposition would survive exec.
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        libc::fexecve(fds.exe, argv.as_ptr(), envp.as_ptr());
+        libc::fexecve(exe, argv.as_ptr(), envp.as_ptr());
         let message = b"{\"step\":\"exec-init-stage\",\"path\":null,\"message\":\"cannot re-execute supd\"}\n";
         libc::write(REPORT_FD, message.as_ptr().cast(), message.len());
         libc::_exit(126);

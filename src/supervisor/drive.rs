@@ -18,6 +18,7 @@ impl Supervisor {
             return;
         };
         let effects = event(&mut entry.machine, now);
+        self.dirty.insert(name.to_string());
         for effect in effects {
             self.execute(name, effect, now);
         }
@@ -47,6 +48,7 @@ impl Supervisor {
                 self.id_ranges.release(name);
             }
             Effect::Forget => {
+                self.dirty.insert(name.to_string());
                 if let Some(entry) = self.entries.remove(name) {
                     if let Some((file, token)) = entry.output {
                         self.unregister(file.as_fd(), token);

@@ -19,8 +19,14 @@ pub use crate::control::protocol::State;
 pub struct Run {
     pub pid: Pid,
     pub pidfd: OwnedFd,
-    /// Monotonic time the run began.
+    /// Monotonic time the run began (or was adopted).
     pub started: Duration,
+    /// The init's start time (/proc/PID/stat), which identifies it to a
+    /// restarted supd.
+    pub start_time: u64,
+    /// Set for an adopted init, which is not supd's child: its pidfd in
+    /// the event loop tells when it exits.
+    pub exit_token: Option<u64>,
     pub report: Option<(File, u64)>,
     pub report_bytes: Vec<u8>,
     /// What the setup reported, if it failed before the workload ran.

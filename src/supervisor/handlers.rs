@@ -22,6 +22,7 @@ impl Supervisor {
             Command::Logs { name } => Some(self.logs(&name)),
             Command::Show { name } => Some(self.show(&name)),
             Command::Exec { name } => Some(self.exec(&name)),
+            Command::DaemonReexec => Some(self.request_reexec()),
         }
     }
 

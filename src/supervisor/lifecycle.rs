@@ -166,10 +166,13 @@ impl Supervisor {
         else {
             return Ok(());
         };
+        let start_time = super::records::start_time(spawned.pid.as_raw()).unwrap_or_default();
         entry.run = Some(Run {
             pid: spawned.pid,
             pidfd: spawned.pidfd,
             started: now,
+            start_time,
+            exit_token: None,
             report: report_token.map(|t| (spawned.report, t)),
             report_bytes: Vec::new(),
             setup_error: None,
@@ -177,10 +180,13 @@ impl Supervisor {
             network,
             notify: prepared.notify.take(),
         });
-        entry.cpu_sample = None;
+        // A cgroup left from an earlier run keeps its CPU counter: each run
+        // starts from what the counter says now.
+        entry.cpu_sample = cgroup_usage(entry).map(|usage| (now, usage));
         entry.journal = journal;
         entry.output = output_token.map(|t| (spawned.output, t));
         entry.machine.launched(now);
+        self.dirty.insert(name.to_string());
         log::info!("{name}: started container, init pid {}", spawned.pid);
         Ok(())
     }
@@ -235,7 +241,14 @@ impl Supervisor {
         }
     }
 
-    fn on_exit(&mut self, name: &str, exit: LastExit) {
+    /// An adopted init's pidfd became readable: it exited. It is not supd's
+    /// child, so its status comes from the exit record it wrote.
+    pub(super) fn on_adopted_exit(&mut self, name: &str) {
+        let exit = super::records::read_exit(&self.options.dirs.exit_record(name));
+        self.on_exit(name, exit);
+    }
+
+    pub(super) fn on_exit(&mut self, name: &str, exit: LastExit) {
         self.read_report(name);
         self.on_output(name);
         let Some(entry) = self.entries.get_mut(name) else {
@@ -246,6 +259,9 @@ impl Supervisor {
         };
         if let Some((file, token)) = run.report.take() {
             self.unregister(file.as_fd(), token);
+        }
+        if let Some(token) = run.exit_token.take() {
+            self.unregister(run.pidfd.as_fd(), token);
         }
         self.close_notify(name, run.notify.take());
         let oom_kills = run.cgroup.stats().oom_kills.unwrap_or(0);
@@ -380,4 +396,9 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// The CPU time the run's cgroup has used so far.
+pub(super) fn cgroup_usage(entry: &super::entry::Entry) -> Option<u64> {
+    entry.run.as_ref()?.cgroup.stats().cpu_usage_ns
 }

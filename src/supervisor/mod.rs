@@ -6,6 +6,7 @@
 // arithmetic here may overflow (tests may, on their fake clocks).
 #![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
 
+mod adopt;
 mod clients;
 mod drive;
 mod entry;
@@ -19,6 +20,8 @@ mod networking;
 mod notify;
 mod readiness;
 mod reconcile;
+mod records;
+mod reexec;
 mod resources;
 pub mod restart;
 mod watch;
@@ -99,6 +102,8 @@ enum Source {
     Report(String),
     Output(String),
     Notify(String),
+    /// The pidfd of an adopted init.
+    Exit(String),
 }
 
 /// A client waiting for units to settle after start/stop/restart.
@@ -120,6 +125,18 @@ pub struct Supervisor {
     /// executable even if the file is replaced by an upgrade.
     exe: File,
     entries: BTreeMap<String, Entry>,
+    /// What the unit records of an earlier supd describe, until adopted.
+    found: Vec<(String, records::Found)>,
+    /// Units whose record must be written (or removed) at the end of this
+    /// turn of the loop.
+    dirty: std::collections::BTreeSet<String>,
+    boot_id: String,
+    /// `daemon-reexec` was asked for: exec once nothing is half-done, or
+    /// at this deadline.
+    reexec: Option<Duration>,
+    /// Where the binary was when supd started: an upgrade replaces the file
+    /// there, and `daemon-reexec` executes the new one.
+    exe_path: Option<PathBuf>,
     sources: HashMap<u64, Source>,
     clients: HashMap<u64, Connection>,
     waiters: Vec<Waiter>,
@@ -210,18 +227,34 @@ impl Supervisor {
             fs::create_dir_all(dir).map_err(setup("create directory", dir))?;
         }
         let exe = File::open("/proc/self/exe").map_err(setup("open", "/proc/self/exe".as_ref()))?;
-        let (cgroups, leftovers) = Cgroups::new(&options.cgroup_root, &options.cgroup_parent)?;
+        let found = records::load_all(&options.dirs);
+        let adopted: std::collections::BTreeSet<String> = found
+            .iter()
+            .filter(|(_, found)| matches!(found, records::Found::Running(..)))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let (cgroups, leftovers) =
+            Cgroups::new(&options.cgroup_root, &options.cgroup_parent, &|name| {
+                adopted.contains(name)
+            })?;
         log::info!(
             "cgroup layout: {} under {}",
             cgroups.layout(),
             options.cgroup_root.display()
         );
         for leftover in leftovers {
-            log::warn!(
-                "{}: cleared the cgroup an earlier supd left ({} processes killed; containers are not re-adopted)",
-                leftover.name,
-                leftover.processes
-            );
+            match &leftover.error {
+                None => log::warn!(
+                    "{}: cleared the cgroup an earlier supd left ({} processes killed)",
+                    leftover.name,
+                    leftover.processes
+                ),
+                Some(e) => log::warn!(
+                    "{}: the cgroup an earlier supd left stays ({} processes killed): {e}",
+                    leftover.name,
+                    leftover.processes
+                ),
+            }
         }
         let host = HostInfo {
             cgroups: cgroups.host(),
@@ -255,7 +288,10 @@ impl Supervisor {
             }
         }
         // Listening last: a client that can connect finds the state loaded.
-        let listener = clients::bind_socket(&options.socket, &options.access)?;
+        let listener = match reexec::inherited_listener(&options.socket) {
+            Some(listener) => listener,
+            None => clients::bind_socket(&options.socket, &options.access)?,
+        };
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(sys("epoll"))?;
         let watch = |fd: std::os::fd::BorrowedFd<'_>, token| {
             epoll
@@ -294,6 +330,11 @@ impl Supervisor {
             id_ranges,
             bridges_created,
             notifier: notify::Notifier::from_env(),
+            found,
+            dirty: std::collections::BTreeSet::new(),
+            boot_id: records::boot_id(),
+            reexec: None,
+            exe_path: std::env::current_exe().ok(),
             options,
         })
     }
@@ -301,7 +342,9 @@ impl Supervisor {
     /// Runs until SIGTERM or SIGINT has stopped every container.
     pub fn run(mut self) -> Result<(), SupervisorError> {
         self.after_watch(false);
+        self.adopt_found();
         self.reload();
+        self.save_records();
         // Bridges an earlier supd created that no unit wants any more.
         self.remove_unused_bridges();
         self.update_status();
@@ -309,6 +352,9 @@ impl Supervisor {
         let mut events = vec![EpollEvent::empty(); 64];
         loop {
             self.settle_waiters();
+            if self.reexec.is_some() {
+                self.reexec_when_settled();
+            }
             if self.shutting_down && self.entries.values().all(|e| e.run.is_none()) {
                 break;
             }
@@ -326,6 +372,7 @@ impl Supervisor {
             for event in &events[..ready] {
                 self.dispatch(event.data(), event.events());
             }
+            self.save_records();
             self.update_status();
         }
         let _ = fs::remove_file(&self.options.socket);
@@ -357,6 +404,10 @@ impl Supervisor {
                 Some(Source::Notify(name)) => {
                     let name = name.clone();
                     self.on_notify(&name);
+                }
+                Some(Source::Exit(name)) => {
+                    let name = name.clone();
+                    self.on_adopted_exit(&name);
                 }
                 None => {}
             },
@@ -427,6 +478,7 @@ impl Supervisor {
             .chain(self.accept_at)
             .chain(self.removal_at)
             .chain(self.notifier.watchdog_at)
+            .chain(self.reexec)
             .min();
         match next {
             Some(at) => self

@@ -115,6 +115,7 @@ impl Supervisor {
 
     fn apply(&mut self, name: &str, action: Action) {
         let now = monotonic_now();
+        self.dirty.insert(name.to_string());
         match action {
             Action::Start(unit) => {
                 self.entry(name).adopt(*unit, now);

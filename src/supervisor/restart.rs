@@ -44,6 +44,24 @@ impl RestartTracker {
         self.recent_starts.clear();
     }
 
+    /// What a restarted supd carries over: consecutive failures and the
+    /// starts in the start-limit window (monotonic times, valid across
+    /// processes until the next boot).
+    pub fn history(&self) -> (u32, Vec<Duration>) {
+        (
+            self.consecutive_failures,
+            self.recent_starts.iter().copied().collect(),
+        )
+    }
+
+    pub fn with_history(config: RestartConfig, failures: u32, starts: Vec<Duration>) -> Self {
+        RestartTracker {
+            config,
+            consecutive_failures: failures,
+            recent_starts: starts.into(),
+        }
+    }
+
     pub fn record_start(&mut self, now: Duration) {
         self.recent_starts.push_back(now);
     }

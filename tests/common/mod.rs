@@ -511,7 +511,14 @@ pub fn processes_in_cgroups_of(dir: &Path) -> Vec<String> {
             continue;
         }
         let cgroups = fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
-        if cgroups.lines().any(|l| l.contains(&needle)) {
+        // An adopted init whose supd was killed belongs to the host's init
+        // once it exits, which reaps it in its own time.
+        let orphaned_zombie = pid
+            .parse()
+            .ok()
+            .and_then(stat)
+            .is_some_and(|(ppid, state)| state == 'Z' && ppid == 1);
+        if !orphaned_zombie && cgroups.lines().any(|l| l.contains(&needle)) {
             let cmd = fs::read(entry.path().join("cmdline")).unwrap_or_default();
             found.push(format!(
                 "{pid}: {}",

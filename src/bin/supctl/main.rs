@@ -70,6 +70,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Cmd::Show { name } => show(&socket, name),
         Cmd::Exec { name, command } => exec(&socket, name, &command),
+        Cmd::DaemonReexec => daemon_reexec(&socket),
         Cmd::Validate { files } => Ok(validate(&files)),
     }
 }
@@ -145,6 +146,23 @@ fn act(socket: &Path, command: Command) -> anyhow::Result<u8> {
         }
         other => bail!("unexpected answer: {other:?}"),
     }
+}
+
+/// Asks supd to re-execute itself and returns once the new supd answers.
+fn daemon_reexec(socket: &Path) -> anyhow::Result<u8> {
+    let patience = std::time::Duration::from_secs(30);
+    let response =
+        supd::control::client::call_until_closed(socket, Command::DaemonReexec, patience)?;
+    match response.body {
+        Body::Done { message, .. } => println!("{message}"),
+        Body::Error { message } => bail!("{message}"),
+        other => bail!("unexpected answer: {other:?}"),
+    }
+    // The socket was handed over: this request waits in its backlog until
+    // the new supd serves it.
+    request(socket, Command::Status { names: Vec::new() })?;
+    println!("supd answers again");
+    Ok(0)
 }
 
 fn show(socket: &Path, name: String) -> anyhow::Result<u8> {

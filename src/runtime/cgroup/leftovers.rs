@@ -1,13 +1,14 @@
-//! What an earlier supd left under the parent cgroup because it was killed
-//! or crashed before it could stop its containers.
+//! What an earlier supd left under the parent cgroup because it was killed,
+//! crashed or re-executed itself.
 //!
-//! supd does not re-adopt such containers: their output pipes and exit
-//! statuses died with the old daemon. So a new supd stops them and removes
-//! their cgroups before it configures the parent. Without this, it would
-//! run a second copy of every container beside the orphans, and on v1 it
-//! could not start at all (a devices cgroup with children refuses new
-//! rules). A lock on the parent keeps two live daemons apart, so only a
-//! dead daemon's containers are ever cleared.
+//! The containers a new supd adopts keep their cgroups. Every other one (its
+//! unit record is gone, corrupt, or names a process that no longer runs)
+//! is stopped and its cgroup removed before the parent is configured.
+//! Without this, a second copy of such a container would run beside the
+//! orphan, and on v1 a devices parent with stale children refuses new rules.
+//! A cgroup that cannot be removed is reported for its unit; it never keeps
+//! supd from starting. A lock on the parent keeps two live daemons apart,
+//! so only a dead daemon's containers are ever cleared.
 
 use super::{io_error, Cgroup, CgroupError, Cgroups};
 use std::collections::BTreeSet;
@@ -22,11 +23,13 @@ const GRACE: Duration = Duration::from_secs(5);
 const RMDIR_RETRY: Duration = Duration::from_millis(10);
 
 /// A container cgroup that an earlier supd left, now cleared.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Leftover {
     pub name: String,
     /// Processes that were still running in it and were killed.
     pub processes: usize,
+    /// Why the cgroup (or one below it) is still there.
+    pub error: Option<CgroupError>,
 }
 
 /// An exclusive lock on supd's parent cgroup, held for the daemon's life.
@@ -46,9 +49,12 @@ pub(super) fn lock_parent(dir: &Path) -> Result<fs::File, CgroupError> {
 }
 
 impl Cgroups {
-    /// Kills what runs in every container cgroup under the parent and
-    /// removes them.
-    pub(super) fn clear_leftovers(&self) -> Result<Vec<Leftover>, CgroupError> {
+    /// Kills what runs in every container cgroup under the parent that is
+    /// not to be kept (adopted), and removes it with what is below it.
+    pub(super) fn clear_leftovers(
+        &self,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<Leftover>, CgroupError> {
         let mut names = BTreeSet::new();
         for (_, parent) in &self.parents {
             for entry in fs::read_dir(parent).map_err(io_error("read directory", parent))? {
@@ -60,22 +66,27 @@ impl Cgroups {
         }
         let deadline = Instant::now() + GRACE;
         let mut cleared = Vec::new();
-        for name in names {
+        for name in names.into_iter().filter(|name| !keep(name)) {
             let cgroup = self.existing(&name);
-            let pids = cgroup.procs()?;
-            cgroup.kill_all()?;
-            wait_for_exit(&pids, deadline);
-            remove_before(&cgroup, deadline)?;
+            let pids = cgroup.procs().unwrap_or_default();
+            let error = cgroup
+                .kill_all()
+                .and_then(|()| {
+                    wait_for_exit(&pids, deadline);
+                    remove_before(&cgroup, deadline)
+                })
+                .err();
             cleared.push(Leftover {
                 name,
                 processes: pids.len(),
+                error,
             });
         }
         Ok(cleared)
     }
 
-    /// The cgroup of `name` as far as it exists.
-    fn existing(&self, name: &str) -> Cgroup {
+    /// The cgroup of `name` as far as it exists: an adopted container's.
+    pub fn existing(&self, name: &str) -> Cgroup {
         Cgroup {
             layout: self.layout,
             dirs: self

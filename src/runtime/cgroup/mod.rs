@@ -53,6 +53,11 @@ fn io_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CgroupEr
 pub const V1_CONTROLLERS: [&str; 8] = [
     "memory", "cpu", "cpuacct", "cpuset", "pids", "blkio", "freezer", "devices",
 ];
+/// Hierarchies without controllers that a v1 or hybrid host mounts: systemd's
+/// named one and the hybrid's empty cgroup2. A container gets its cgroup in
+/// these too (as runc does), so that cgroups its workload makes there (a
+/// systemd inside) are its own and go with it.
+const NAMED_HIERARCHIES: [&str; 2] = ["systemd", "unified"];
 
 /// The devices a container may open (v1 devices cgroup): null, zero, full,
 /// random, urandom, tty, console, ptmx and its own pseudo-terminals. Even
@@ -121,8 +126,13 @@ pub struct Cgroups {
 
 impl Cgroups {
     /// Detects the layout under `root`, takes `root/.../parent` for this
-    /// daemon, clears what a dead daemon left there and prepares it.
-    pub fn new(root: &Path, parent: &str) -> Result<(Self, Vec<Leftover>), CgroupError> {
+    /// daemon, clears what an earlier daemon left there except the cgroups
+    /// `keep` names (containers to adopt), and prepares it.
+    pub fn new(
+        root: &Path,
+        parent: &str,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<(Self, Vec<Leftover>), CgroupError> {
         let layout = detect(root)?;
         let parents = match layout {
             Layout::V2 => {
@@ -143,6 +153,14 @@ impl Cgroups {
                         parents.push((controller, dir));
                     }
                 }
+                for named in NAMED_HIERARCHIES {
+                    let hierarchy = root.join(named);
+                    if hierarchy.join("cgroup.procs").is_file() {
+                        let dir = hierarchy.join(parent);
+                        make_dir(&dir)?;
+                        parents.push((named, dir));
+                    }
+                }
                 parents
             }
         };
@@ -154,7 +172,7 @@ impl Cgroups {
             _lock: leftovers::lock_parent(first)?,
             parents,
         };
-        let leftovers = cgroups.clear_leftovers()?;
+        let leftovers = cgroups.clear_leftovers(keep)?;
         cgroups.configure_parents(root)?;
         Ok((cgroups, leftovers))
     }
@@ -480,30 +498,56 @@ impl Cgroup {
         Ok(())
     }
 
-    /// The processes in the cgroup (host PIDs).
+    /// The processes in the cgroup and in the cgroups its workload created
+    /// below it (host PIDs).
     fn procs(&self) -> Result<Vec<i32>, CgroupError> {
         let Some(dir) = self.dir("pids").or_else(|| self.dir("memory")) else {
             return Ok(Vec::new());
         };
-        let procs = read(&dir.join("cgroup.procs"))?;
-        Ok(procs
-            .lines()
-            .filter_map(|l| l.trim().parse::<i32>().ok())
-            .collect())
+        let mut pids = Vec::new();
+        for dir in subtree(dir) {
+            let procs = read(&dir.join("cgroup.procs"))?;
+            pids.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+        }
+        Ok(pids)
     }
 
-    /// Removes the cgroup. EBUSY (a process not yet fully gone) comes back
-    /// as an error for the caller to retry later, never a sleep here.
+    /// Removes the cgroup, depth-first with the cgroups its workload made
+    /// (systemd inside, nested runtimes). EBUSY (a process not yet fully
+    /// gone) comes back as an error for the caller to retry later, never a
+    /// sleep here.
     pub fn remove(&self) -> Result<(), CgroupError> {
-        for (_, dir) in &self.dirs {
-            match fs::remove_dir(dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_error("rmdir", dir)(e)),
+        for (_, top) in &self.dirs {
+            for dir in subtree(top).into_iter().rev() {
+                match fs::remove_dir(&dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_error("rmdir", &dir)(e)),
+                }
             }
         }
         Ok(())
     }
+}
+
+/// `top` and every cgroup below it, parents before children. Bounded: a
+/// workload cannot make cgroupfs deeper than the kernel's own limits, and
+/// a directory that vanishes meanwhile is skipped.
+fn subtree(top: &Path) -> Vec<PathBuf> {
+    let mut dirs = vec![top.to_path_buf()];
+    let mut index = 0;
+    while let Some(dir) = dirs.get(index).cloned() {
+        index = index.saturating_add(1);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(entry.path());
+            }
+        }
+    }
+    dirs
 }
 
 /// MAJOR:MINOR of a block device node.

@@ -183,7 +183,7 @@ fn v2_tree_in_a_temp_dir() {
     )
     .unwrap();
     fs::write(parent.join("cgroup.subtree_control"), "").unwrap();
-    let (cgroups, leftovers) = Cgroups::new(&root, "supd").unwrap();
+    let (cgroups, leftovers) = Cgroups::new(&root, "supd", &|_| false).unwrap();
     assert!(leftovers.is_empty());
     assert_eq!(cgroups.layout(), Layout::V2);
     assert_eq!(

@@ -24,9 +24,12 @@ use crate::runtime::SetupError;
 use crate::unit::RestartConfig;
 use std::time::Duration;
 
+mod snapshot;
 #[cfg(test)]
 mod tests;
 mod vocabulary;
+
+pub use snapshot::Snapshot;
 
 pub use vocabulary::{AfterStop, Effect, Effects, Goal, Held, Settings, TimerKind};
 

@@ -2,6 +2,7 @@
 //! unit, the effects it asks for, its timers and the goals clients wait for.
 
 use crate::unit::{RestartConfig, Unit};
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// What the machine needs from the unit in force.
@@ -57,7 +58,7 @@ pub enum Effect {
 pub type Effects = Vec<Effect>;
 
 /// What to do once the current run has ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AfterStop {
     /// Stay stopped (or follow the restart policy if nobody asked to stop).
     Nothing,
@@ -67,7 +68,7 @@ pub enum AfterStop {
     Forget,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TimerKind {
     /// Back-off is over: start again.
     Restart,
