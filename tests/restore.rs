@@ -198,6 +198,17 @@ fn files_changed_or_removed_while_supd_was_away_are_reconciled() {
     d.stop();
 }
 
+#[test]
+fn the_workload_cannot_reach_what_the_init_holds_for_supd() {
+    let d = Daemon::start();
+    let script = "if cat /proc/1/fd/6 >/dev/null 2>&1; then echo reachable; else echo sealed; fi; \
+                  exec sleep 1000";
+    d.write_unit("probe", &sh_unit(&d, script, ""));
+    let log = d.wait_log("probe", "e");
+    assert!(log.contains("sealed"), "{log}");
+    d.stop();
+}
+
 /// The unit's cgroup directories, in every hierarchy supd uses.
 fn unit_cgroups(d: &Daemon, name: &str) -> Vec<PathBuf> {
     cgroup_dirs(&d.dir)

@@ -74,6 +74,15 @@ pub fn confine_init(seccomp: &[seccompiler::BpfProgram]) -> Result<(), SetupErro
             std::io::Error::last_os_error().to_string(),
         ));
     }
+    // Not dumpable: the workload, the same uid, cannot open the init's
+    // descriptors through /proc/1/fd (the output pipe it holds for supd,
+    // the host file it records the exit code in) without CAP_SYS_PTRACE.
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(step("init dumpable")(
+            std::io::Error::last_os_error().to_string(),
+        ));
+    }
     let fail = |e: caps::errors::CapsError| step("init capabilities")(e.to_string());
     let kill_only: CapsHashSet = [Capability::CAP_KILL].into_iter().collect();
     for capability in caps::all().difference(&kill_only) {
