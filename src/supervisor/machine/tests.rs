@@ -572,3 +572,42 @@ fn the_time_in_state_follows_the_last_transition() {
     machine.invalid(T0 + ms(400));
     assert_eq!(machine.in_state_for(T0 + ms(500)), ms(400), "no transition");
 }
+
+#[test]
+fn a_snapshot_restores_the_same_machine() {
+    let mut machine = running(RestartPolicy::Always);
+    crash(&mut machine, T0);
+    machine.timer_fired(T0 + ms(100));
+    run(&mut machine, T0 + ms(100));
+    machine.notified(T0 + ms(100), false, Some("busy".into()));
+    let snapshot = machine.snapshot();
+    assert!(snapshot.past_setup());
+    let restored = Machine::restore(
+        "web",
+        snapshot.clone(),
+        settings(RestartPolicy::Always),
+        true,
+    );
+    assert_eq!(restored.snapshot(), snapshot);
+    assert_eq!(restored.restarts(), 1);
+    assert_eq!(restored.status_text(), Some("busy"));
+    // The back-off history came along: the next crash waits twice as long.
+    let mut restored = restored;
+    crash(&mut restored, T0 + ms(200));
+    assert_eq!(restored.deadline(), Some(T0 + ms(400)));
+}
+
+#[test]
+fn a_container_in_its_setup_is_not_adoptable() {
+    let mut machine = configured(RestartPolicy::Always);
+    machine.start(T0, None);
+    machine.launched(T0);
+    assert!(!machine.snapshot().past_setup());
+    let idle = Machine::restore(
+        "web",
+        machine.snapshot(),
+        settings(RestartPolicy::Always),
+        false,
+    );
+    assert!(!idle.snapshot().past_setup(), "no run without `with_run`");
+}
