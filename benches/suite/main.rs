@@ -3,7 +3,8 @@
 //! `cargo bench --bench suite` (or `scripts/bench.sh`, which installs the
 //! anchors first). SUPD_BENCH_QUICK=1 runs a few iterations of everything,
 //! as the test suite does to keep the benchmarks working; SUPD_BENCH_IDLE
-//! sets the idle measurement in seconds (default 60).
+//! sets the idle measurement in seconds (default 60); SUPD_BENCH_ONLY runs
+//! one section: single, many, restore or planning.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -295,11 +296,12 @@ fn live_restore(sizes: &Sizes, table: &mut Table) {
         "< 100 ms",
     );
     let survival = restore::survival();
+    let rate = survival.bytes as f64 / survival.lasted.as_secs_f64().max(1e-3) / 1e6;
     table.add(
-        "a workload writing ~1 MB/s with no supd: writes go on for",
+        "a workload writing ~1 MB/s with no supd: its writes go on for",
         ms(survival.lasted),
         format!(
-            "{} kB written meanwhile (pipe: pipe-max-size)",
+            "{} kB at {rate:.2} MB/s, then they block (pipe-max-size)",
             survival.bytes / 1000
         ),
         "",
@@ -333,16 +335,27 @@ fn main() {
     }
     let sizes = Sizes::from_env();
     let mut table = Table::default();
-    eprintln!("anchors:");
-    let anchors = anchors(&sizes, &mut table);
-    eprintln!("one container at a time:");
-    single_container(&sizes, &anchors, &mut table);
-    eprintln!("many containers:");
-    many_containers(&sizes, &mut table);
-    eprintln!("live restore:");
-    live_restore(&sizes, &mut table);
-    eprintln!("planning:");
-    planning(&sizes, &mut table);
+    // SUPD_BENCH_ONLY=restore (say) runs one section.
+    let only = std::env::var("SUPD_BENCH_ONLY").ok();
+    let wanted = |section: &str| only.as_deref().is_none_or(|o| o == section);
+    if wanted("single") {
+        eprintln!("anchors:");
+        let anchors = anchors(&sizes, &mut table);
+        eprintln!("one container at a time:");
+        single_container(&sizes, &anchors, &mut table);
+    }
+    if wanted("many") {
+        eprintln!("many containers:");
+        many_containers(&sizes, &mut table);
+    }
+    if wanted("restore") {
+        eprintln!("live restore:");
+        live_restore(&sizes, &mut table);
+    }
+    if wanted("planning") {
+        eprintln!("planning:");
+        planning(&sizes, &mut table);
+    }
     println!();
     table.print();
 }

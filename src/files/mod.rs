@@ -122,10 +122,29 @@ fn kind_of(file_type: &std::fs::FileType) -> &'static str {
     }
 }
 
+/// What a file written atomically must survive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// A power cut: the content and the rename are fsynced.
+    PowerCut,
+    /// The writer's own crash only: the page cache keeps the file, so no
+    /// fsync (for runtime files that a reboot makes meaningless anyway).
+    ProcessCrash,
+}
+
 /// Writes a file so that readers see the old or the new content, never a
 /// torn one, and so that the new content survives a power cut: write a temp
 /// file, fsync it, rename it over the old one, fsync the directory.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    write_atomically_for(path, bytes, Durability::PowerCut)
+}
+
+/// `write_atomically`, fsyncing only if `durability` needs it.
+pub fn write_atomically_for(
+    path: &Path,
+    bytes: &[u8],
+    durability: Durability,
+) -> Result<(), FileError> {
     let fail = |what, path: &Path| {
         let path = path.to_path_buf();
         move |source| FileError::Write { what, path, source }
@@ -141,6 +160,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
         .open(&tmp)
         .map_err(fail("create", &tmp))?;
     file.write_all(bytes).map_err(fail("write", &tmp))?;
+    if durability == Durability::ProcessCrash {
+        return std::fs::rename(&tmp, path).map_err(fail("rename onto", path));
+    }
     file.sync_all().map_err(fail("fsync", &tmp))?;
     std::fs::rename(&tmp, path).map_err(fail("rename onto", path))?;
     let dir = match path.parent() {

@@ -15,7 +15,7 @@ pub mod userns;
 
 pub use setup::{SetupError, Spec};
 pub mod workload;
-pub use spawn::{spawn, SpawnError, Spawned};
+pub use spawn::{output_pipe_size, spawn, SpawnError, SpawnHost, Spawned};
 
 use std::path::PathBuf;
 

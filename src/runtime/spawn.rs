@@ -58,11 +58,11 @@ pub fn spawn(
     unit: &Unit,
     network: Option<NetPlan>,
     id_maps: Option<&IdMaps>,
-    dirs: &Dirs,
-    exe: &File,
+    host: &SpawnHost<'_>,
     into_cgroup: Option<&File>,
     place: impl FnOnce(Pid, bool) -> Result<(), String>,
 ) -> Result<Spawned, SpawnError> {
+    let (dirs, exe) = (host.dirs, host.exe);
     let staging = dirs.staging(&unit.name);
     fs::create_dir_all(&staging).map_err(|source| SpawnError::Prepare {
         path: staging.clone(),
@@ -82,7 +82,7 @@ pub fn spawn(
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys("report pipe"))?;
     let (output_read, output_write) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys("output pipe"))?;
-    size_output_pipe(&output_read);
+    size_output_pipe(&output_read, host.output_pipe_size);
     let exit_record = open_exit_record(&dirs.exit_record(&unit.name))?;
     let (go_read, go_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys("go pipe"))?;
     // supd's ends only: its event loop must never block on a read.
@@ -266,17 +266,57 @@ struct ChildFds {
     user_namespace: bool,
 }
 
-/// The largest pipe buffer an unprivileged process may ask for
-/// (/proc/sys/fs/pipe-max-size), so that a workload can write this much
-/// while supd is away before its writes block.
-fn size_output_pipe(read_end: &OwnedFd) {
-    let max = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+/// What the host side of every spawn shares.
+pub struct SpawnHost<'a> {
+    pub dirs: &'a Dirs,
+    /// The supd binary the init stage runs from.
+    pub exe: &'a File,
+    /// See `output_pipe_size`.
+    pub output_pipe_size: usize,
+}
+
+/// The output pipe's buffer: what a workload can write while no supd reads
+/// before its writes block. As large as pipe-max-size allows, as long as
+/// all of supd's pipes stay within half of uid 0's pipe-user-pages-soft:
+/// past that budget the kernel gives new pipes of every uid-0 process
+/// without CAP_SYS_ADMIN (the workloads of containers without a user
+/// namespace) two pages only. `containers` counts the one to start.
+pub fn output_pipe_size(containers: usize) -> usize {
+    let read = |name: &str| {
+        crate::files::read_text(
+            std::path::Path::new("/proc/sys/fs").join(name).as_path(),
+            crate::files::Links::Follow,
+            64,
+        )
         .ok()
-        .and_then(|text| text.trim().parse::<libc::c_int>().ok())
-        .unwrap_or(1 << 20);
-    if let Err(e) = nix::fcntl::fcntl(read_end, nix::fcntl::FcntlArg::F_SETPIPE_SZ(max)) {
+        .and_then(|text| text.trim().parse::<usize>().ok())
+    };
+    pipe_size_within(
+        containers,
+        read("pipe-max-size").unwrap_or(1 << 20),
+        read("pipe-user-pages-soft").unwrap_or(16384),
+    )
+}
+
+/// The pure part of `output_pipe_size`: a power of two between the
+/// default 64 KiB and `max`.
+fn pipe_size_within(containers: usize, max: usize, soft_pages: usize) -> usize {
+    const DEFAULT: usize = 64 << 10;
+    let budget = match soft_pages {
+        // 0: no soft limit.
+        0 => max,
+        pages => pages.saturating_mul(4096) / 2 / containers.max(1),
+    };
+    let size = budget.min(max).max(DEFAULT);
+    // Round down to a power of two (the kernel would round up).
+    1usize << (usize::BITS - 1 - size.leading_zeros())
+}
+
+fn size_output_pipe(read_end: &OwnedFd, size: usize) {
+    let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+    if let Err(e) = nix::fcntl::fcntl(read_end, nix::fcntl::FcntlArg::F_SETPIPE_SZ(size)) {
         // The default 64 KiB still works; it only shortens the gap.
-        log::debug!("output pipe size {max}: {e}");
+        log::debug!("output pipe size {size}: {e}");
     }
 }
 
@@ -363,5 +403,22 @@ fn exec_init_stage(
         let message = b"{\"step\":\"exec-init-stage\",\"path\":null,\"message\":\"cannot re-execute supd\"}\n";
         libc::write(REPORT_FD, message.as_ptr().cast(), message.len());
         libc::_exit(126);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pipe_size_within;
+
+    #[test]
+    fn output_pipes_stay_within_half_the_soft_budget() {
+        let mib = 1 << 20;
+        assert_eq!(pipe_size_within(1, mib, 16384), mib);
+        assert_eq!(pipe_size_within(32, mib, 16384), mib);
+        assert_eq!(pipe_size_within(33, mib, 16384), 512 << 10);
+        assert_eq!(pipe_size_within(100, mib, 16384), 256 << 10);
+        assert_eq!(pipe_size_within(100_000, mib, 16384), 64 << 10);
+        assert_eq!(pipe_size_within(100, mib, 0), mib, "no soft limit");
+        assert_eq!(pipe_size_within(1, 4 << 20, 16384), 4 << 20);
     }
 }

@@ -14,13 +14,24 @@ impl Supervisor {
     /// call; an idle unit's record is removed.
     pub(super) fn save_records(&mut self) {
         for name in std::mem::take(&mut self.dirty) {
-            match self.entries.get(&name).and_then(|e| self.record_of(e)) {
-                Some(record) => {
-                    if let Err(e) = records::save(&self.options.dirs, &name, &record) {
-                        log::warn!("{name}: cannot write its unit record: {e}");
-                    }
+            let record = self.entries.get(&name).and_then(|e| self.record_of(e));
+            let Some(record) = record else {
+                if self.saved.remove(&name).is_some() {
+                    records::remove(&self.options.dirs, &name);
                 }
-                None => records::remove(&self.options.dirs, &name),
+                continue;
+            };
+            // Each write is fsynced: skip the ones that would change nothing
+            // (a reconcile that keeps the unit, an adoption).
+            let hash = records::hash(&record);
+            if self.saved.get(&name) == Some(&hash) {
+                continue;
+            }
+            match records::save(&self.options.dirs, &name, &record) {
+                Ok(()) => {
+                    self.saved.insert(name, hash);
+                }
+                Err(e) => log::warn!("{name}: cannot write its unit record: {e}"),
             }
         }
     }
@@ -60,7 +71,8 @@ impl Supervisor {
         }
     }
 
-    fn restored_entry(&self, name: &str, record: Record, with_run: bool) -> Entry {
+    fn restored_entry(&mut self, name: &str, record: Record, with_run: bool) -> Entry {
+        self.saved.insert(name.to_string(), records::hash(&record));
         let now = monotonic_now();
         let mut entry = Entry::new(name, self.options.dirs.log_file(name), now);
         let settings = Settings::of(&record.unit);

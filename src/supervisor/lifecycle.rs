@@ -132,6 +132,7 @@ impl Supervisor {
         let Some(cgroup) = prepared.cgroup.as_ref() else {
             return Err(StartError::Lost("cgroup"));
         };
+        let running = self.entries.values().filter(|e| e.run.is_some()).count();
         let mut host_side = HostSide::default();
         let into_cgroup = cgroup.clone_target();
         let place = |pid, placed: bool| {
@@ -151,8 +152,11 @@ impl Supervisor {
             &container_unit,
             network.clone(),
             id_maps.as_ref(),
-            &self.options.dirs,
-            &self.exe,
+            &runtime::SpawnHost {
+                dirs: &self.options.dirs,
+                exe: &self.exe,
+                output_pipe_size: runtime::output_pipe_size(running.saturating_add(1)),
+            },
             into_cgroup.as_ref(),
             place,
         );

@@ -130,6 +130,8 @@ pub struct Supervisor {
     /// Units whose record must be written (or removed) at the end of this
     /// turn of the loop.
     dirty: std::collections::BTreeSet<String>,
+    /// The hash of each unit record as last written (or found).
+    saved: HashMap<String, u64>,
     boot_id: String,
     /// `daemon-reexec` was asked for: exec once nothing is half-done, or
     /// at this deadline.
@@ -332,6 +334,7 @@ impl Supervisor {
             notifier: notify::Notifier::from_env(),
             found,
             dirty: std::collections::BTreeSet::new(),
+            saved: HashMap::new(),
             boot_id: records::boot_id(),
             reexec: None,
             exe_path: std::env::current_exe().ok(),
