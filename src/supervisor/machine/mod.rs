@@ -40,6 +40,9 @@ struct Run {
     stop_requested: bool,
     /// Set when start_timeout passed: the run's failure, once it exits.
     timed_out: Option<SetupError>,
+    /// READY=1 came before the setup report closed: the init may still
+    /// hold the report's write end while the workload already runs.
+    ready_early: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -232,6 +235,7 @@ impl Machine {
             started: now,
             stop_requested: false,
             timed_out: None,
+            ready_early: false,
         });
         self.status_text = None;
         let start_timeout = self.settings.as_ref().map(|s| s.start_timeout);
@@ -251,6 +255,9 @@ impl Machine {
         }
         self.error = None;
         self.set_state(State::Running, now);
+        if self.run.as_ref().is_some_and(|r| r.ready_early) {
+            self.set_state(State::Ready, now);
+        }
         // A `notify` unit keeps its start timeout until READY=1.
         if self.is_up() {
             self.timer = None;
@@ -261,11 +268,15 @@ impl Machine {
 
     /// A message on the unit's notify socket.
     pub fn notified(&mut self, now: Duration, ready: bool, status: Option<String>) -> Effects {
-        if self.run.is_none() {
+        let Some(run) = self.run.as_mut() else {
             return Vec::new();
-        }
+        };
         if status.is_some() {
             self.status_text = status;
+        }
+        if ready && self.state == State::Starting {
+            run.ready_early = true;
+            return Vec::new();
         }
         if ready && self.state == State::Running {
             self.timer = None;

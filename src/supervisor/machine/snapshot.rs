@@ -66,6 +66,7 @@ impl Machine {
                 started,
                 stop_requested,
                 timed_out: None,
+                ready_early: false,
             });
         Machine {
             name: name.to_string(),

@@ -145,6 +145,25 @@ fn a_notify_unit_is_up_only_after_ready() {
 }
 
 #[test]
+fn a_ready_before_the_setup_report_closed_is_kept() {
+    let mut machine = Machine::new("db", T0);
+    machine.configure(
+        Settings {
+            notify: true,
+            ..settings(RestartPolicy::Always)
+        },
+        T0,
+    );
+    machine.start(T0, None);
+    machine.launched(T0);
+    assert_eq!(machine.notified(T0, true, None), vec![]);
+    assert_eq!(machine.state(), State::Starting);
+    assert_eq!(machine.setup_finished(T0), vec![Effect::StartDependents]);
+    assert_eq!(machine.state(), State::Ready);
+    assert_eq!(machine.deadline(), None);
+}
+
+#[test]
 fn unmet_dependencies_wait_in_starting_then_launch() {
     let mut machine = configured(RestartPolicy::Always);
     let why = Some("waiting for dependencies: db (stopped)".to_string());
