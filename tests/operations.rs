@@ -340,5 +340,11 @@ fn under_systemd_on_cgroup_v2_containers_live_in_the_service_cgroup() {
     let control =
         std::fs::read_to_string(service.join("containers/cgroup.subtree_control")).unwrap();
     assert!(control.contains("memory"), "{control}");
+    // A re-executed supd finds itself in the leaf already and stays there.
+    let pid = d.pid("box");
+    assert!(d.supctl(&["daemon-reexec"]).status.success());
+    assert_eq!(procs("supervisor").trim(), d.daemon_pid().to_string());
+    assert!(!service.join("supervisor/supervisor").exists());
+    assert_eq!(d.pid("box"), pid, "adopted, not restarted");
     d.stop();
 }

@@ -41,6 +41,7 @@ impl Supervisor {
             return None;
         }
         Some(Record {
+            version: records::RECORD_VERSION,
             boot_id: self.boot_id.clone(),
             unit: entry.unit.clone()?,
             machine: entry.machine.snapshot(),

@@ -15,8 +15,13 @@ use crate::unit::Unit;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+/// Bumped when a record's meaning changes: a supd that finds another
+/// version clears that unit's container rather than misread it.
+pub const RECORD_VERSION: u32 = 1;
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Record {
+    pub version: u32,
     pub boot_id: String,
     pub unit: Unit,
     pub machine: Snapshot,
@@ -118,6 +123,10 @@ pub fn load_all(dirs: &Dirs) -> Vec<(String, Found)> {
             continue;
         };
         let outcome = match read(&path) {
+            Ok(record) if record.version != RECORD_VERSION => Found::Unusable(format!(
+                "a record of version {}, this supd reads {RECORD_VERSION}",
+                record.version
+            )),
             Ok(record) if record.boot_id != boot => {
                 Found::Unusable("it is from an earlier boot".to_string())
             }

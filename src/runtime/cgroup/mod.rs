@@ -275,10 +275,15 @@ pub fn delegated_parent(root: &Path) -> Result<Option<String>, CgroupError> {
     else {
         return Ok(None);
     };
-    let leaf = root.join(own).join("supervisor");
+    // Already in the leaf: systemd put supd there (DelegateSubgroup=), or
+    // this process did before a `daemon-reexec`.
+    let service = own.strip_suffix("/supervisor").unwrap_or(own);
+    let leaf = root.join(service).join("supervisor");
     make_dir(&leaf)?;
-    write(&leaf.join("cgroup.procs"), &std::process::id().to_string())?;
-    Ok(Some(format!("{own}/containers")))
+    if service == own {
+        write(&leaf.join("cgroup.procs"), &std::process::id().to_string())?;
+    }
+    Ok(Some(format!("{service}/containers")))
 }
 
 /// Whether the directory was created (false: it existed).
