@@ -31,11 +31,22 @@ fn files_added_changed_and_removed_are_followed_without_reload() {
     d.write_unit("web", &sh_unit(&d, SLEEPER, ""));
     let first = d.pid("web");
     // Touching, rewriting identically, comments and key order: no restart.
+    // The rewrites replace the file whole (temp file, rename): a rewrite in
+    // place can be read half-written, under emulation even after the
+    // debounce, and that is a different unit.
     let path = d.units.join("web.yaml");
     let text = fs::read_to_string(&path).unwrap();
-    fs::write(&path, &text).unwrap();
+    let touched = fs::File::options().append(true).open(&path).unwrap();
+    touched.set_modified(std::time::SystemTime::now()).unwrap();
+    drop(touched);
+    let replace = |content: &str| {
+        let tmp = d.units.join(".web.yaml.tmp");
+        fs::write(&tmp, content).unwrap();
+        fs::rename(&tmp, &path).unwrap();
+    };
+    replace(&text);
     let reordered: Vec<&str> = text.lines().rev().collect();
-    fs::write(&path, format!("# a comment\n{}\n", reordered.join("\n"))).unwrap();
+    replace(&format!("# a comment\n{}\n", reordered.join("\n")));
     settle();
     assert_eq!(d.pid("web"), first);
     // A new exec restarts with a new pid.
