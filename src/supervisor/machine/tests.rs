@@ -52,6 +52,17 @@ fn killed_by(signal: i32) -> LastExit {
     }
 }
 
+/// A configured unit with `notify: true`.
+fn notify_unit(policy: RestartPolicy) -> Machine {
+    let mut machine = Machine::new("db", T0);
+    let notify = Settings {
+        notify: true,
+        ..settings(policy)
+    };
+    machine.configure(notify, T0);
+    machine
+}
+
 /// Starts the machine's unit and confirms its setup: `running`.
 fn run(machine: &mut Machine, now: Duration) {
     assert_eq!(machine.start(now, None), vec![Effect::Launch]);
@@ -110,14 +121,7 @@ fn a_finished_setup_is_running_and_starts_the_dependents() {
 
 #[test]
 fn a_notify_unit_is_up_only_after_ready() {
-    let mut machine = Machine::new("db", T0);
-    machine.configure(
-        Settings {
-            notify: true,
-            ..settings(RestartPolicy::Always)
-        },
-        T0,
-    );
+    let mut machine = notify_unit(RestartPolicy::Always);
     machine.start(T0, None);
     machine.launched(T0);
     assert_eq!(machine.setup_finished(T0), vec![]);
@@ -146,14 +150,7 @@ fn a_notify_unit_is_up_only_after_ready() {
 
 #[test]
 fn a_ready_before_the_setup_report_closed_is_kept() {
-    let mut machine = Machine::new("db", T0);
-    machine.configure(
-        Settings {
-            notify: true,
-            ..settings(RestartPolicy::Always)
-        },
-        T0,
-    );
+    let mut machine = notify_unit(RestartPolicy::Always);
     machine.start(T0, None);
     machine.launched(T0);
     assert_eq!(machine.notified(T0, true, None), vec![]);
@@ -450,12 +447,7 @@ fn a_setup_that_overruns_start_timeout_is_killed_and_failed() {
 
 #[test]
 fn a_notify_unit_without_ready_is_killed_at_start_timeout() {
-    let mut machine = Machine::new("db", T0);
-    let notify = Settings {
-        notify: true,
-        ..settings(RestartPolicy::Never)
-    };
-    machine.configure(notify, T0);
+    let mut machine = notify_unit(RestartPolicy::Never);
     run(&mut machine, T0);
     assert_eq!(machine.timer_fired(T0 + ms(5_000)), vec![Effect::KillAll]);
     machine.exited(T0 + ms(5_001), killed_by(libc::SIGKILL), None);
