@@ -7,7 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_root
-ensure_packages busybox-static util-linux groff-base gcc libc6-dev
+# buildah, umoci and skopeo make the images the image tests import;
+# podman is the benchmarks' anchor for them.
+ensure_packages busybox-static util-linux groff-base gcc libc6-dev buildah umoci skopeo podman
 ensure_rust
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_root
-ensure_packages qemu-system-x86 busybox-static cpio xz-utils python3 gcc libc6-dev
+ensure_packages qemu-system-x86 busybox-static cpio xz-utils python3 gcc libc6-dev buildah umoci skopeo
 ensure_rust
 
 target=x86_64-unknown-linux-gnu
@@ -68,6 +68,9 @@ done
 # CARGO_TARGET_TMPDIR of the static build, where the tests look for it.
 mkdir -p "$root$PWD/target/$target/tmp"
 gcc -static -O2 -o "$root$PWD/target/$target/tmp/sd-notify" tests/helpers/sd-notify.c
+# The images tests/images.rs imports, made by buildah, umoci and skopeo,
+# which the guest does not have.
+bash scripts/image-fixtures.sh "$root$PWD/target/$target/tmp/image-fixtures-1"
 # Modules the tests need, in dependency order; the kernel has no modules.dep
 # here, so the guest insmods them one by one.
 modules="fs/overlayfs/overlay net/llc/llc net/802/stp net/bridge/bridge drivers/net/veth drivers/net/dummy drivers/net/macvlan drivers/net/ipvlan/ipvlan drivers/block/loop"

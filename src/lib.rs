@@ -8,6 +8,7 @@ pub mod cli;
 pub mod control;
 pub mod files;
 pub mod host;
+pub mod images;
 pub mod init;
 pub mod plan;
 pub mod runtime;

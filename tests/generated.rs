@@ -79,9 +79,13 @@ The control socket.
 .I /var/lib/supd/NAME
 Persistent per-unit state (overlay upper directory).
 .TP
-.I /var/lib/supd/addresses.json, idranges.json, intent.json
-Leased addresses, user namespace id ranges, and the units an operator
-stopped or that failed.
+.I /var/lib/supd/addresses.json, idranges.json, intent.json, rollbacks.json
+Leased addresses, user namespace id ranges, the units an operator
+stopped or that failed, and the units rolled back to an earlier image.
+.TP
+.I /var/lib/supd/images/
+Imported images: \fIlayers/CHAIN_ID/\fR (unpacked, in overlayfs form),
+\fIimages/ID.json\fR (one record per image) and \fItags.json\fR.
 .TP
 .I /var/log/supd/NAME.log
 Container output, rotated by size.
@@ -123,6 +127,9 @@ supctl restart web
 supctl logs \-f \-n 100 web
 supctl exec web \-\- sh \-c 'ps; hostname'
 supctl validate /etc/supd/units/*.yaml
+supctl image import app.oci.tar app:1.4
+supctl image import \-\-ref 1.4 ./oci\-layout app:1.4
+supctl image list
 .fi
 .SH SEE ALSO
 .BR supd (8),

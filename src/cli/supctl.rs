@@ -86,9 +86,63 @@ pub enum Cmd {
     /// one) in the same process; every container keeps running and is
     /// adopted. Returns once the new supd answers.
     DaemonReexec,
+    /// Import, list, inspect and remove images (OCI layouts, oci-archive
+    /// and docker-archive tars), which units run with `image:`.
+    Image {
+        #[command(subcommand)]
+        command: ImageCmd,
+    },
     /// Check unit files without a daemon; exits 1 if any is invalid.
     Validate {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCmd {
+    /// Import an image offline: PATH is an OCI image layout directory
+    /// (skopeo copy oci:, buildah push oci:), an oci-archive tar or a
+    /// docker-archive tar (docker save, podman save); layers may be
+    /// uncompressed, gzip or zstd. Every blob is checked against its
+    /// sha256 first. The tag is NAME:TAG if given, else the name the image
+    /// carries. Units on that tag restart on the new image; one that never
+    /// gets running on it goes back to the previous image. supd reads PATH
+    /// itself, so it must be readable by root on supd's host.
+    Import {
+        path: PathBuf,
+        #[arg(value_name = "NAME:TAG")]
+        name: Option<String>,
+        /// Which image to take from a layout or archive that holds several:
+        /// its ref name (`org.opencontainers.image.ref.name`, the REF of
+        /// skopeo's oci:DIR:REF) or docker tag.
+        #[arg(long = "ref", value_name = "REF")]
+        reference: Option<String>,
+        /// No progress line, even on a terminal.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// List images: tags, digest, size on disk, creation time, units using
+    /// them.
+    #[command(alias = "ls")]
+    List {
+        /// Print the JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print what supd knows of an image (NAME:TAG or sha256:DIGEST) as
+    /// JSON: its layers, its config and the units using it.
+    Inspect {
+        #[arg(value_name = "IMAGE")]
+        name: String,
+    },
+    /// Remove tags (or untagged images by digest); an image goes once no
+    /// tag and no unit needs it. Refused while a unit uses it.
+    Rm {
+        #[arg(required = true, value_name = "IMAGE")]
+        names: Vec<String>,
+    },
+    /// Remove every image and layer that nothing needs: no tag, no unit,
+    /// not the previous image of a tag a unit uses (its rollback target).
+    Prune,
 }

@@ -90,7 +90,11 @@ impl AccessPolicy {
 pub fn is_read_only(command: &Command) -> bool {
     matches!(
         command,
-        Command::Status { .. } | Command::Logs { .. } | Command::Show { .. }
+        Command::Status { .. }
+            | Command::Logs { .. }
+            | Command::Show { .. }
+            | Command::ImageList
+            | Command::ImageInspect { .. }
     )
 }
 

@@ -32,18 +32,56 @@ pub fn call_until_closed(
     command: Command,
     timeout: std::time::Duration,
 ) -> Result<Response, ClientError> {
-    let (response, stream) = call_keeping(socket, command)?;
+    let (response, mut reader) = call_keeping(socket, command)?;
     let io_error = |error| ClientError::Io {
         path: socket.to_path_buf(),
         error,
     };
-    stream.set_read_timeout(Some(timeout)).map_err(io_error)?;
+    reader
+        .get_ref()
+        .set_read_timeout(Some(timeout))
+        .map_err(io_error)?;
     let mut rest = Vec::new();
-    io::Read::read_to_end(&mut &stream, &mut rest).map_err(io_error)?;
+    io::Read::read_to_end(&mut reader, &mut rest).map_err(io_error)?;
     Ok(response)
 }
 
-fn call_keeping(socket: &Path, command: Command) -> Result<(Response, UnixStream), ClientError> {
+/// `call` for a request answered after progress lines (`image import`):
+/// each `ImportProgress` goes to `progress`, the final answer is returned.
+pub fn call_with_progress(
+    socket: &Path,
+    command: Command,
+    mut progress: impl FnMut(&super::protocol::Body),
+) -> Result<Response, ClientError> {
+    let (mut response, mut reader) = call_keeping(socket, command)?;
+    while matches!(response.body, super::protocol::Body::ImportProgress { .. }) {
+        progress(&response.body);
+        let mut line = String::new();
+        reader
+            .read_line(&mut line)
+            .map_err(|error| ClientError::Io {
+                path: socket.to_path_buf(),
+                error,
+            })?;
+        if line.is_empty() {
+            return Err(ClientError::NoAnswer {
+                path: socket.to_path_buf(),
+            });
+        }
+        response = serde_json::from_str(&line).map_err(|e| ClientError::BadAnswer {
+            path: socket.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+    }
+    Ok(response)
+}
+
+/// Sends the request and reads the first answer line; the reader keeps
+/// whatever came after it.
+fn call_keeping(
+    socket: &Path,
+    command: Command,
+) -> Result<(Response, BufReader<UnixStream>), ClientError> {
     let io_error = |error| ClientError::Io {
         path: socket.to_path_buf(),
         error,
@@ -66,9 +104,8 @@ fn call_keeping(socket: &Path, command: Command) -> Result<(Response, UnixStream
         }
     }
     let mut answer = String::new();
-    BufReader::new(&stream)
-        .read_line(&mut answer)
-        .map_err(io_error)?;
+    let mut reader = BufReader::new(stream);
+    reader.read_line(&mut answer).map_err(io_error)?;
     if answer.is_empty() {
         return Err(ClientError::NoAnswer {
             path: socket.to_path_buf(),
@@ -78,5 +115,5 @@ fn call_keeping(socket: &Path, command: Command) -> Result<(Response, UnixStream
         path: socket.to_path_buf(),
         detail: e.to_string(),
     })?;
-    Ok((response, stream))
+    Ok((response, reader))
 }

@@ -23,6 +23,9 @@ pub struct Connection {
     /// The peer closed its side, or sent something we will not read past.
     pub read_closed: bool,
     pub access: super::access::Access,
+    /// A request line came (answered or refused): a client that connected
+    /// but has not yet sent one is about to.
+    pub spoke: bool,
 }
 
 /// What a line of input turned into.
@@ -42,6 +45,7 @@ impl Connection {
             stream,
             read_closed: false,
             access: super::access::Access::Full,
+            spoke: false,
         })
     }
 
@@ -98,6 +102,7 @@ impl Connection {
             }
             return None;
         };
+        self.spoke = true;
         let line: Vec<u8> = self.input.drain(..=end).collect();
         let line = &line[..line.len() - 1];
         if line.iter().all(u8::is_ascii_whitespace) {

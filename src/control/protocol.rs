@@ -47,14 +47,39 @@ pub enum Command {
     Reload,
     /// Where a unit's log files are, oldest first, or that it logs to the
     /// journal.
-    Logs { name: String },
+    Logs {
+        name: String,
+    },
     /// The effective unit (after drop-ins) and the files it came from.
-    Show { name: String },
+    Show {
+        name: String,
+    },
     /// What `supctl exec` needs to enter a running container.
-    Exec { name: String },
+    Exec {
+        name: String,
+    },
     /// Re-execute the supd binary at its path in the same process, which
     /// then adopts every container (an upgrade without downtime).
     DaemonReexec,
+    /// Import an image from a path on supd's host; progress lines come
+    /// before the answer.
+    ImageImport {
+        path: PathBuf,
+        /// The tag to give it (else the name the image carries).
+        #[serde(default)]
+        name: Option<String>,
+        /// Which image of a layout holding several (its ref name).
+        #[serde(default)]
+        reference: Option<String>,
+    },
+    ImageList,
+    ImageInspect {
+        name: String,
+    },
+    ImageRm {
+        name: String,
+    },
+    ImagePrune,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -91,6 +116,9 @@ pub enum Body {
         masked: bool,
         /// The current validation error, if the files are invalid now.
         error: Option<String>,
+        /// `image:` units: the reference and the digest it resolved to.
+        #[serde(default)]
+        image: Option<String>,
     },
     /// A running container, for `supctl exec`.
     Exec {
@@ -101,9 +129,40 @@ pub enum Body {
         /// Its cgroup directories, to join.
         cgroups: Vec<PathBuf>,
     },
+    /// How far an import is; the final answer follows.
+    ImportProgress {
+        done: u64,
+        total: u64,
+        layer: usize,
+        layers: usize,
+    },
+    Images {
+        images: Vec<ImageSummary>,
+    },
+    /// `image inspect`: the image record with its tags and users.
+    ImageInspect {
+        image: serde_json::Value,
+    },
     Error {
         message: String,
     },
+}
+
+/// One image in `supctl image list --json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageSummary {
+    /// The tags naming it (none: kept as a tag's previous image, or
+    /// left for `image prune`).
+    pub tags: Vec<String>,
+    pub digest: String,
+    /// Bytes its layers hold on disk (layers shared with other images
+    /// count in each).
+    pub size: u64,
+    pub created: Option<String>,
+    pub used_by: Vec<String>,
+    /// Tags whose rollback target it is.
+    #[serde(default)]
+    pub previous_of: Vec<String>,
 }
 
 impl Response {
@@ -186,6 +245,13 @@ pub struct UnitStatus {
     /// The workload's last STATUS= (units with `notify: true`).
     #[serde(default)]
     pub status_text: Option<String>,
+    /// `image:` units: the image and the digest in force.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Set while a unit runs an earlier image because the new one never
+    /// got running: "rolled back from sha256:...: why".
+    #[serde(default)]
+    pub rollback: Option<String>,
     pub error: Option<String>,
 }
 

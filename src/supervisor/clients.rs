@@ -103,7 +103,7 @@ impl Supervisor {
         if broken {
             return self.drop_client(token);
         }
-        if !self.waiters.iter().any(|w| w.token == token) {
+        if !self.client_waits(token) {
             self.serve_client(token);
         }
         self.update_client(token);
@@ -147,7 +147,7 @@ impl Supervisor {
         let Some(connection) = self.clients.get(&token) else {
             return;
         };
-        let waiting = self.waiters.iter().any(|w| w.token == token);
+        let waiting = self.client_waits(token);
         let finished = connection.read_closed && !connection.wants_write() && !waiting;
         if finished || connection.overflowed() {
             return self.drop_client(token);
@@ -171,6 +171,13 @@ impl Supervisor {
             self.unregister(connection.stream.as_fd(), token);
         }
         self.waiters.retain(|w| w.token != token);
+        self.imports.cancel_for(token);
+    }
+
+    /// The client's last request is still being answered (units settling,
+    /// an import running): the lines behind it wait.
+    fn client_waits(&self, token: u64) -> bool {
+        self.waiters.iter().any(|w| w.token == token) || self.imports.waits(token)
     }
 }
 

@@ -22,6 +22,7 @@ impl Supervisor {
         for effect in effects {
             self.execute(name, effect, now);
         }
+        self.follow_image(name);
     }
 
     fn execute(&mut self, name: &str, effect: Effect, now: Duration) {

@@ -176,6 +176,8 @@ impl Entry {
                 .into_iter()
                 .collect(),
             status_text: self.machine.status_text().map(str::to_string),
+            image: super::handlers::image_line(self.unit.as_ref()),
+            rollback: None,
             error: self
                 .config_error
                 .clone()

@@ -23,6 +23,22 @@ impl Supervisor {
             Command::Show { name } => Some(self.show(&name)),
             Command::Exec { name } => Some(self.exec(&name)),
             Command::DaemonReexec => Some(self.request_reexec()),
+            Command::ImageImport {
+                path,
+                name,
+                reference,
+            } => self.import_request(
+                token,
+                crate::images::import::Request {
+                    path,
+                    select: reference,
+                    tag: name,
+                },
+            ),
+            Command::ImageList => Some(self.image_list()),
+            Command::ImageInspect { name } => Some(self.image_inspect(&name)),
+            Command::ImageRm { name } => Some(self.image_rm(&name)),
+            Command::ImagePrune => Some(self.image_prune()),
         }
     }
 
@@ -46,6 +62,7 @@ impl Supervisor {
             files,
             masked: entry.machine.is_masked(),
             error: entry.config_error.clone(),
+            image: image_line(entry.unit.as_ref()),
         })
     }
 
@@ -91,7 +108,14 @@ impl Supervisor {
             .filter(|e| names.is_empty() || names.contains(&e.name))
             .map(|e| e.status_now(now))
             .collect();
-        let units = units.into_iter().map(|u| self.live_error(u)).collect();
+        let units = units
+            .into_iter()
+            .map(|u| self.live_error(u))
+            .map(|mut u| {
+                u.rollback = self.rollback_note(&u.name);
+                u
+            })
+            .collect();
         Response::new(Body::Status { units })
     }
 
@@ -250,5 +274,14 @@ fn done(message: &str) -> Response {
     Response::new(Body::Done {
         message: message.to_string(),
         failed: Vec::new(),
+    })
+}
+
+/// `image: app:1.4 sha256:...` for status and show.
+pub(super) fn image_line(unit: Option<&crate::unit::Unit>) -> Option<String> {
+    let image = unit?.image.as_ref()?;
+    Some(match &image.digest {
+        Some(digest) => format!("{} {digest}", image.reference),
+        None => image.reference.clone(),
     })
 }

@@ -48,20 +48,31 @@ pub fn file_hash(text: &str) -> u64 {
 }
 
 impl Supervisor {
-    fn current_file(&self, name: &str) -> u64 {
-        let text = self.entries.get(name).and_then(|e| e.effective.as_deref());
-        file_hash(text.unwrap_or_default())
+    /// The file's hash; for a failed unit with the image it resolved to,
+    /// since a new image under the tag deserves a fresh start as much as
+    /// an edit does. A stopped unit stays stopped whatever is imported.
+    fn current_file(&self, name: &str, with_image: bool) -> u64 {
+        let entry = self.entries.get(name);
+        let mut text = entry.and_then(|e| e.effective.clone()).unwrap_or_default();
+        let digest = entry
+            .and_then(|e| e.unit.as_ref()?.image.as_ref()?.digest.as_deref())
+            .unwrap_or_default();
+        if with_image && !digest.is_empty() {
+            text.push_str("\n# image ");
+            text.push_str(digest);
+        }
+        file_hash(&text)
     }
 
     /// An operator stopped the unit.
     pub(super) fn hold_stopped(&mut self, name: &str) {
-        let file = self.current_file(name);
+        let file = self.current_file(name, false);
         self.intent.insert(name, Intent::Stopped { file });
     }
 
     /// The unit reached `failed`.
     pub(super) fn hold_failed(&mut self, name: &str, error: &str) {
-        let file = self.current_file(name);
+        let file = self.current_file(name, true);
         let error = error.to_string();
         self.intent.insert(name, Intent::Failed { file, error });
     }
@@ -75,9 +86,10 @@ impl Supervisor {
     /// supd (or this one) held it so for this very file. Returns true when
     /// the unit must not start.
     pub(super) fn honour_intent(&mut self, name: &str) -> bool {
-        let file = self.current_file(name);
         let held = self.intent.get(name).cloned();
-        let Some(intent) = held.filter(|intent| intent.file() == file) else {
+        let current =
+            |intent: &Intent| self.current_file(name, matches!(intent, Intent::Failed { .. }));
+        let Some(intent) = held.filter(|intent| intent.file() == current(intent)) else {
             self.release_intent(name);
             return false;
         };

@@ -11,6 +11,7 @@ mod clients;
 mod drive;
 mod entry;
 mod handlers;
+mod images;
 mod intent;
 pub mod journal;
 mod lifecycle;
@@ -87,6 +88,7 @@ const TOKEN_SIGNALS: u64 = 1;
 const TOKEN_TIMER: u64 = 2;
 const TOKEN_LISTENER: u64 = 3;
 const TOKEN_WATCH: u64 = 4;
+const TOKEN_IMPORTS: u64 = 5;
 
 /// How long a burst of file events may last before the reconcile it
 /// triggers: editors and config management write several files at once.
@@ -171,6 +173,14 @@ pub struct Supervisor {
     /// container uses them.
     bridges_created: crate::files::LeaseTable<u32>,
     notifier: notify::Notifier,
+    /// What is imported (`STATE_DIR/images`).
+    images: crate::images::Store,
+    imports: images::Imports,
+    /// Units pinned to an earlier image after their tag's new one never
+    /// got running.
+    rollbacks: crate::files::LeaseTable<images::Rollback>,
+    /// The digest each `image:` unit last got running on.
+    proven: HashMap<String, String>,
 }
 
 fn sys(what: &'static str) -> impl FnOnce(nix::Error) -> SupervisorError {
@@ -270,6 +280,17 @@ impl Supervisor {
         let (id_ranges, ranges) = crate::runtime::userns::IdRanges::load(&options.dirs.state);
         let (bridges_created, bridges) = networking::load_created_bridges(&options.dirs.runtime);
         let (intent, intents) = intent::load(&options.dirs.state);
+        let (images, image_warnings) =
+            crate::images::Store::load(&crate::images::Store::root_in(&options.dirs.state), true);
+        for warning in image_warnings {
+            log::warn!("image store: {warning}");
+        }
+        let (rollbacks, rollbacks_loaded) = crate::files::LeaseTable::load(
+            options.dirs.state.join("rollbacks.json"),
+            "image rollbacks",
+            |_| Ok(()),
+        );
+        let imports = images::Imports::new().map_err(setup("socketpair", &options.dirs.state))?;
         for (loaded, what) in [
             (
                 addresses,
@@ -283,6 +304,10 @@ impl Supervisor {
             (
                 bridges,
                 "the list of bridges supd created (they are not removed)",
+            ),
+            (
+                rollbacks_loaded,
+                "which units run an earlier image after a failed update (they try the tag's image again)",
             ),
         ] {
             if let Some(warning) = loaded.warning(what) {
@@ -304,6 +329,7 @@ impl Supervisor {
         watch(timer.as_fd(), TOKEN_TIMER)?;
         watch(listener.as_fd(), TOKEN_LISTENER)?;
         watch(watcher.fd(), TOKEN_WATCH)?;
+        watch(imports.fd(), TOKEN_IMPORTS)?;
         Ok(Supervisor {
             epoll,
             signals,
@@ -338,6 +364,10 @@ impl Supervisor {
             boot_id: records::boot_id(),
             reexec: None,
             exe_path: std::env::current_exe().ok(),
+            images,
+            imports,
+            rollbacks,
+            proven: HashMap::new(),
             options,
         })
     }
@@ -394,6 +424,7 @@ impl Supervisor {
                 let changed = self.watcher.read();
                 self.after_watch(changed);
             }
+            TOKEN_IMPORTS => self.on_import_done(),
             _ => match self.sources.get(&token) {
                 Some(Source::Client) => self.on_client(token, flags),
                 Some(Source::Report(name)) => {
@@ -482,6 +513,7 @@ impl Supervisor {
             .chain(self.removal_at)
             .chain(self.notifier.watchdog_at)
             .chain(self.reexec)
+            .chain(self.imports.progress_at)
             .min();
         match next {
             Some(at) => self
@@ -517,6 +549,9 @@ impl Supervisor {
         if self.removal_at.is_some_and(|at| at <= now) {
             self.removal_at = None;
             self.retry_removals();
+        }
+        if self.imports.progress_at.is_some_and(|at| at <= now) {
+            self.report_import_progress();
         }
         let due: Vec<String> = self
             .entries

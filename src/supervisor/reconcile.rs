@@ -7,6 +7,36 @@ use crate::plan::{plan, Action, Actual};
 use crate::unit::loader::{load_dirs, misnamed_files, Outcome};
 use std::collections::BTreeMap;
 
+type Origins = BTreeMap<String, (std::path::PathBuf, Vec<std::path::PathBuf>, Option<String>)>;
+
+/// The error for a unit's `image:` key, at its line in the last file that
+/// sets it.
+fn image_error(files: &[&std::path::Path], message: String) -> crate::unit::UnitError {
+    let found = files.iter().rev().find_map(|file| {
+        let text = crate::files::read_text(
+            file,
+            crate::files::Links::Follow,
+            crate::files::MAX_FILE_BYTES,
+        )
+        .ok()?;
+        let line = text.lines().position(|l| l.starts_with("image:"))?;
+        Some((file.to_path_buf(), line.saturating_add(1)))
+    });
+    let (file, line) = found.unwrap_or_else(|| {
+        (
+            files.first().map(|f| f.to_path_buf()).unwrap_or_default(),
+            0,
+        )
+    });
+    crate::unit::UnitError {
+        file,
+        line,
+        column: usize::from(line > 0),
+        field: "image".into(),
+        message,
+    }
+}
+
 impl Supervisor {
     pub(super) fn reload(&mut self) {
         self.warn_misnamed();
@@ -23,6 +53,7 @@ impl Supervisor {
             .iter()
             .map(|(name, (source, _, _))| (name.clone(), source.clone()))
             .collect();
+        self.resolve_images(&mut desired, &origins);
         let held = self.held_claims(&desired);
         self.claims_refused = claims::refuse_conflicts(&mut desired, &held, &sources) > 0;
         let actual: BTreeMap<String, Actual> = self
@@ -48,6 +79,34 @@ impl Supervisor {
                 }
             }
             self.apply(&name, action);
+        }
+    }
+
+    /// Fills every `image:` unit in from the store (or the image a
+    /// rollback pinned it to); a unit whose image is not there is invalid
+    /// until an import brings it.
+    fn resolve_images(&mut self, desired: &mut BTreeMap<String, Outcome>, origins: &Origins) {
+        for (name, outcome) in desired.iter_mut() {
+            let Outcome::Valid(unit) = outcome else {
+                continue;
+            };
+            let Some(reference) = unit.image.as_ref().map(|i| i.reference.clone()) else {
+                continue;
+            };
+            let pinned = self.pinned_image(name, &reference);
+            if let Err(message) =
+                crate::images::resolve::resolve(unit, &self.images, pinned.as_deref())
+            {
+                let files: Vec<&std::path::Path> = origins
+                    .get(name)
+                    .map(|(source, dropins, _)| {
+                        std::iter::once(source.as_path())
+                            .chain(dropins.iter().map(|d| d.as_path()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                *outcome = Outcome::Invalid(image_error(&files, message));
+            }
         }
     }
 

@@ -58,8 +58,8 @@ impl Supervisor {
     }
 
     /// Execs once no container is in its setup (its report pipe would go
-    /// with this process) and no client waits for units to settle, or at
-    /// the deadline.
+    /// with this process), no client waits for an answer and no image
+    /// import runs, or at the deadline.
     pub(super) fn reexec_when_settled(&mut self) {
         let Some(deadline) = self.reexec else {
             return;
@@ -68,8 +68,13 @@ impl Supervisor {
             .entries
             .values()
             .any(|e| e.run.as_ref().is_some_and(|r| r.report.is_some()));
-        let answering = self.clients.values().any(|c| c.wants_write());
-        let busy = setting_up || !self.waiters.is_empty() || answering;
+        // A client accepted but not yet heard would lose its answer with
+        // this process; one still in the backlog is the next supd's.
+        let answering = self
+            .clients
+            .values()
+            .any(|c| c.wants_write() || (!c.spoke && !c.read_closed));
+        let busy = setting_up || !self.waiters.is_empty() || answering || self.imports.busy();
         if busy && monotonic_now() < deadline {
             return;
         }

@@ -56,6 +56,32 @@ pub struct Unit {
     /// Namespaced kernel parameters, written before the workload starts.
     pub sysctls: std::collections::BTreeMap<String, String>,
     pub security: security::SecurityConfig,
+    /// `image:`: filled in from the image store before the unit is
+    /// planned (then `layers` are the image's).
+    #[serde(default)]
+    pub image: Option<ImageUse>,
+}
+
+/// A unit's `image:` and what it leaves to the image's config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageUse {
+    /// `name:tag` or `sha256:...`, normalised.
+    pub reference: String,
+    /// `args:`: replaces the image's Cmd.
+    pub args: Option<Vec<String>>,
+    /// The image ID the reference resolved to; part of the canonical form,
+    /// so that a new digest under the tag restarts the unit.
+    pub digest: Option<String>,
+    /// Fields the unit file left out, which the image's config fills.
+    pub inherit: Inherit,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inherit {
+    pub exec: bool,
+    pub workdir: bool,
+    pub user: bool,
+    pub stop_signal: bool,
 }
 
 /// `resources:`; every limit is optional (absent: no limit).

@@ -17,6 +17,8 @@ pub struct RawUnit {
     pub rootfs: Option<AbsPath>,
     pub volatile: Option<Volatile>,
     pub layers: Option<Vec<AbsPath>>,
+    pub image: Option<ImageName>,
+    pub args: Option<Vec<String>>,
     pub readonly_rootfs: Option<bool>,
     pub exec: Option<Vec<String>>,
     pub env: Option<BTreeMap<EnvName, Scalar>>,
@@ -486,7 +488,7 @@ impl IdOrName {
 scalar_deserialize!(UserSpec, UserSpec::parse);
 
 impl UserSpec {
-    fn parse(value: &str) -> Result<Self, String> {
+    pub fn parse(value: &str) -> Result<Self, String> {
         let text = value.to_string();
         let (user, group) = match text.split_once(':') {
             Some((u, g)) => (u, Some(g)),
@@ -499,6 +501,15 @@ impl UserSpec {
     }
 }
 
+/// `image:`: `NAME[:TAG]` or `sha256:DIGEST`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageName(pub crate::images::Reference);
+
+scalar_deserialize!(ImageName, |text: &str| crate::images::Reference::parse(
+    text
+)
+.map(ImageName));
+
 /// A signal by name (`SIGTERM`, `TERM`) or number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(into = "String")]
@@ -507,7 +518,7 @@ pub struct SignalName(pub i32);
 scalar_deserialize!(SignalName, SignalName::parse);
 
 impl SignalName {
-    fn parse(value: &str) -> Result<Self, String> {
+    pub fn parse(value: &str) -> Result<Self, String> {
         let text = value.to_string();
         let signal = match text.parse::<i32>() {
             Ok(n) => nix::sys::signal::Signal::try_from(n).ok(),

@@ -1,7 +1,10 @@
 //! From the text of a unit file to a validated `Unit`.
 
 use super::schema::{MountKind, RawMount, RawUnit, Volatile};
-use super::{IoLimit, LoggingConfig, Mount, Resources, RestartConfig, StopConfig, Unit, UnitError};
+use super::{
+    ImageUse, Inherit, IoLimit, LoggingConfig, Mount, Resources, RestartConfig, StopConfig, Unit,
+    UnitError,
+};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -75,8 +78,16 @@ impl Checker<'_> {
     }
 
     fn unit(&self, name: &str, raw: RawUnit) -> Result<Unit, UnitError> {
-        let exec = raw.exec.unwrap_or_default();
-        if exec.first().is_none_or(|program| program.is_empty()) {
+        if name == RESERVED_NAME {
+            return Err(self.fail(
+                "",
+                "the unit name \"images\" is reserved: STATE_DIR/images holds the image store",
+            ));
+        }
+        let image = self.image(&raw)?;
+        let exec = raw.exec.clone().unwrap_or_default();
+        let exec_needed = image.is_none() || raw.exec.is_some();
+        if exec_needed && exec.first().is_none_or(|program| program.is_empty()) {
             return Err(self.fail(
                 "exec",
                 "required: the command to run as a list, for example [\"/bin/sh\", \"-c\", \"...\"]",
@@ -85,25 +96,32 @@ impl Checker<'_> {
         if exec.iter().any(|arg| arg.contains('\0')) {
             return Err(self.fail("exec", "arguments must not contain NUL"));
         }
-        let rootfs = raw.rootfs.map(PathBuf::from);
+        let rootfs = raw.rootfs.clone().map(PathBuf::from);
         let layers: Vec<PathBuf> = raw
             .layers
+            .clone()
             .unwrap_or_default()
             .into_iter()
             .map(PathBuf::from)
             .collect();
         let volatile = raw.volatile.unwrap_or_default();
-        match (&rootfs, layers.is_empty()) {
-            (Some(_), false) => {
+        match (&rootfs, layers.is_empty(), image.is_some()) {
+            (Some(_), false, _) => {
                 return Err(self.fail("layers", "use either rootfs or layers, not both"))
             }
-            (None, true) => {
+            (Some(_), _, true) | (_, false, true) => {
                 return Err(self.fail(
-                    "rootfs",
-                    "required: a root filesystem directory (or `layers`)",
+                    "image",
+                    "use one of rootfs, layers or image: an image brings its own layers",
                 ))
             }
-            (Some(root), true) if root == Path::new("/") && volatile == Volatile::No => {
+            (None, true, false) => {
+                return Err(self.fail(
+                    "rootfs",
+                    "required: a root filesystem directory (or `layers`, or `image`)",
+                ))
+            }
+            (Some(root), true, _) if root == Path::new("/") && volatile == Volatile::No => {
                 return Err(self.fail(
                     "rootfs",
                     "the host's / can only be used with `volatile: overlay` or `volatile: state`",
@@ -162,7 +180,42 @@ impl Checker<'_> {
             network,
             security: super::security::security(raw.security.unwrap_or_default())
                 .map_err(|(field, message)| self.fail(&field, message))?,
+            image,
         })
+    }
+
+    /// `image:` and `args:`, and which fields the file leaves to the
+    /// image's config.
+    fn image(&self, raw: &RawUnit) -> Result<Option<ImageUse>, UnitError> {
+        let Some(reference) = &raw.image else {
+            if raw.args.is_some() {
+                return Err(self.fail(
+                    "args",
+                    "args replaces an image's Cmd and needs `image`; without one, put the arguments in exec",
+                ));
+            }
+            return Ok(None);
+        };
+        if raw.args.is_some() && raw.exec.is_some() {
+            return Err(self.fail(
+                "args",
+                "use exec (replaces the image's Entrypoint and Cmd) or args (replaces its Cmd), not both",
+            ));
+        }
+        if raw.args.iter().flatten().any(|arg| arg.contains('\0')) {
+            return Err(self.fail("args", "arguments must not contain NUL"));
+        }
+        Ok(Some(ImageUse {
+            reference: reference.0.to_string(),
+            args: raw.args.clone(),
+            digest: None,
+            inherit: Inherit {
+                exec: raw.exec.is_none(),
+                workdir: raw.workdir.is_none(),
+                user: raw.user.is_none(),
+                stop_signal: raw.stop.as_ref().is_none_or(|s| s.signal.is_none()),
+            },
+        }))
     }
 
     fn depends_on(
@@ -400,6 +453,10 @@ pub const MIN_RESTART_DELAY: std::time::Duration = std::time::Duration::from_mil
 
 /// How long a start may take, setup and (with `notify`) readiness
 /// included, as systemd's TimeoutStartSec default.
+/// `STATE_DIR/NAME` is a unit's state directory, and `STATE_DIR/images`
+/// the image store.
+const RESERVED_NAME: &str = "images";
+
 pub const DEFAULT_START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// Unit names may contain `_` and `.`, which host names may not.

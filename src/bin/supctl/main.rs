@@ -3,6 +3,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod image;
 mod logs;
 mod table;
 
@@ -71,11 +72,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Show { name } => show(&socket, name),
         Cmd::Exec { name, command } => exec(&socket, name, &command),
         Cmd::DaemonReexec => daemon_reexec(&socket),
+        Cmd::Image { command } => image::run(&socket, command),
         Cmd::Validate { files } => Ok(validate(&files)),
     }
 }
 
-fn request(socket: &Path, command: Command) -> anyhow::Result<Body> {
+pub(crate) fn request(socket: &Path, command: Command) -> anyhow::Result<Body> {
     let Response { body, .. } = call(socket, command)?;
     if let Body::Error { message } = body {
         bail!("{message}");
@@ -127,7 +129,7 @@ fn is_up(unit: &UnitStatus) -> bool {
     matches!(unit.state, State::Running | State::Ready)
 }
 
-fn act(socket: &Path, command: Command) -> anyhow::Result<u8> {
+pub(crate) fn act(socket: &Path, command: Command) -> anyhow::Result<u8> {
     match request(socket, command)? {
         Body::Done { message, failed } => {
             if failed.is_empty() {
@@ -171,6 +173,7 @@ fn show(socket: &Path, name: String) -> anyhow::Result<u8> {
         files,
         masked,
         error,
+        image,
     } = request(socket, Command::Show { name: name.clone() })?
     else {
         bail!("unexpected answer from supd");
@@ -183,6 +186,9 @@ fn show(socket: &Path, name: String) -> anyhow::Result<u8> {
     }
     if let Some(error) = &error {
         println!("# invalid now, the configuration below stays in force: {error}");
+    }
+    if let Some(image) = &image {
+        println!("# image: {image}");
     }
     if let Some(yaml) = yaml {
         print!("{yaml}");

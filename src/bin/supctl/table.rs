@@ -72,6 +72,16 @@ pub fn render(units: &[UnitStatus], colour: bool) -> String {
             &cells,
             colour.then(|| colour_of(unit.state)).flatten(),
         ));
+        // The full digest is in --json; 12 digits tell images apart here.
+        let image = unit
+            .image
+            .as_deref()
+            .map(|line| match line.split_once(' ') {
+                Some((reference, digest)) => {
+                    format!("{reference} {}", supd::images::short_digest(digest))
+                }
+                None => line.to_string(),
+            });
         let details = unit
             .addresses
             .iter()
@@ -80,6 +90,12 @@ pub fn render(units: &[UnitStatus], colour: bool) -> String {
                 unit.status_text
                     .iter()
                     .map(|s| ("status", s.as_str(), None)),
+            )
+            .chain(image.iter().map(|i| ("image", i.as_str(), None)))
+            .chain(
+                unit.rollback
+                    .iter()
+                    .map(|r| ("image", r.as_str(), Some("33"))),
             )
             .chain(unit.error.iter().map(|e| ("error", e.as_str(), Some("31"))));
         for (label, text, code) in details {
@@ -198,6 +214,11 @@ mod tests {
             pids: Some(99_999),
             addresses: vec!["10.88.0.2".into()],
             status_text: Some("serving".into()),
+            image: Some(format!(
+                "registry.example/app:1.4 sha256:{}",
+                "ab".repeat(32)
+            )),
+            rollback: None,
             error: None,
         };
         let plain = render(std::slice::from_ref(&unit), false);

@@ -64,6 +64,8 @@ pub struct Machine {
     last_exit: Option<LastExit>,
     error: Option<String>,
     status_text: Option<String>,
+    /// The last run was killed at start_timeout (until a fresh start).
+    last_timed_out: bool,
 }
 
 impl Machine {
@@ -83,6 +85,7 @@ impl Machine {
             last_exit: None,
             error: None,
             status_text: None,
+            last_timed_out: false,
         }
     }
 
@@ -376,6 +379,12 @@ impl Machine {
         self.last_exit.as_ref()
     }
 
+    /// Whether the last run was killed for not getting up within
+    /// start_timeout.
+    pub fn last_start_timed_out(&self) -> bool {
+        self.last_timed_out
+    }
+
     /// Why the last start or run failed (or a live update was refused).
     pub fn error(&self) -> Option<&str> {
         self.error.as_deref()
@@ -433,6 +442,7 @@ impl Machine {
     fn fresh_start(&mut self, now: Duration) {
         self.tracker.reset();
         self.error = None;
+        self.last_timed_out = false;
         if self.run.is_none() {
             self.timer = None;
         }
@@ -530,6 +540,9 @@ impl Machine {
         ran: bool,
         setup_error: Option<SetupError>,
     ) -> Effects {
+        self.last_timed_out = setup_error
+            .as_ref()
+            .is_some_and(|e| e.step == "start_timeout");
         let clean = ran
             && setup_error.is_none()
             && self.last_exit.as_ref().is_some_and(|e| e.code == Some(0));

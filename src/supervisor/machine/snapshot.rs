@@ -83,6 +83,7 @@ impl Machine {
             last_exit: snapshot.last_exit,
             error: snapshot.error,
             status_text: snapshot.status_text,
+            last_timed_out: false,
         }
     }
 }

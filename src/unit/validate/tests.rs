@@ -80,7 +80,7 @@ fn errors_name_file_line_column_and_field() {
         ),
         (
             "rootfs: /r\nexec: [/x]\nexcec: [/y]\n",
-            format!("{f}:3:1: unknown field `excec`, expected one of `description`, `enabled`, `rootfs`, `volatile`, `layers`, `readonly_rootfs`, `exec`, `env`, `workdir`, `user`, `hostname`, `init`, `restart`, `stop`, `mounts`, `logging`, `network`, `depends_on`, `notify`, `start_timeout`, `resources`, `sysctls`, `security` (did you mean `exec`?)"),
+            format!("{f}:3:1: unknown field `excec`, expected one of `description`, `enabled`, `rootfs`, `volatile`, `layers`, `image`, `args`, `readonly_rootfs`, `exec`, `env`, `workdir`, `user`, `hostname`, `init`, `restart`, `stop`, `mounts`, `logging`, `network`, `depends_on`, `notify`, `start_timeout`, `resources`, `sysctls`, `security` (did you mean `exec`?)"),
         ),
         (
             "rootfs: /r\nexec: [/x]\nrestart:\n  delay: 10x\n",
@@ -104,7 +104,23 @@ fn errors_name_file_line_column_and_field() {
         ),
         (
             "exec: [/x]\n",
-            format!("{f}: rootfs: required: a root filesystem directory (or `layers`)"),
+            format!("{f}: rootfs: required: a root filesystem directory (or `layers`, or `image`)"),
+        ),
+        (
+            "image: app:1\nrootfs: /r\n",
+            format!("{f}:1:1: image: use one of rootfs, layers or image: an image brings its own layers"),
+        ),
+        (
+            "image: App\n",
+            format!("{f}:1:8: image: invalid image name \"App\": expected NAME[:TAG] with a lowercase NAME (letters, digits, . _ - / and a registry's :port)"),
+        ),
+        (
+            "image: app\nexec: [/x]\nargs: [-v]\n",
+            format!("{f}:3:1: args: use exec (replaces the image's Entrypoint and Cmd) or args (replaces its Cmd), not both"),
+        ),
+        (
+            "rootfs: /r\nexec: [/x]\nargs: [-v]\n",
+            format!("{f}:3:1: args: args replaces an image's Cmd and needs `image`; without one, put the arguments in exec"),
         ),
         (
             "exec: [/x]\nrootfs: /\n",
@@ -298,4 +314,22 @@ fn security_keys() {
     for (extra, want) in cases {
         assert_eq!(unit(extra).expect_err(extra).to_string(), want, "{extra}");
     }
+}
+
+#[test]
+fn an_image_unit_leaves_to_the_image_what_it_does_not_set() {
+    let unit = parse("image: registry:5000/app\n").unwrap();
+    let image = unit.image.expect("an image unit");
+    assert_eq!(image.reference, "registry:5000/app:latest");
+    assert!(unit.exec.is_empty() && unit.rootfs.is_none() && unit.layers.is_empty());
+    let all = crate::unit::Inherit {
+        exec: true,
+        workdir: true,
+        user: true,
+        stop_signal: true,
+    };
+    assert_eq!(image.inherit, all);
+    let unit =
+        parse("image: app:2\nexec: [/x]\nworkdir: /w\nuser: '1'\nstop: { signal: INT }\n").unwrap();
+    assert_eq!(unit.image.unwrap().inherit, crate::unit::Inherit::default());
 }
