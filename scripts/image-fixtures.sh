@@ -10,6 +10,7 @@
 #   bb.docker.tar   docker-archive of bb:1 (skopeo copy), as docker save writes
 #   zstd/           bb:1 with zstd layers (skopeo --dest-compress-format zstd)
 #   plain/          bb:1 with uncompressed layers
+#   dir/            bb:1 in skopeo's dir: transport (as podman save --format docker-dir)
 #   multi/          a multi-platform index (buildah manifest): bb:1 for this
 #                   host's architecture, bad marked as arm64
 # Usage: image-fixtures.sh OUT
@@ -56,6 +57,8 @@ skopeo copy -q --dest-compress-format zstd "oci:$out.tmp/oci:bb:1" "oci:$out.tmp
 # docker-archive layers are plain tars; the OCI copy may keep them so.
 skopeo copy -q --dest-oci-accept-uncompressed-layers \
   "docker-archive:$out.tmp/bb.docker.tar" "oci:$out.tmp/plain:bb:1"
+
+skopeo copy -q "oci:$out.tmp/oci:bb:1" "dir:$out.tmp/dir"
 
 buildah_ manifest create localhost/multi >/dev/null
 buildah_ manifest add localhost/multi "oci:$out.tmp/oci:bb:1" >/dev/null

@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 fn fixtures() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("image-fixtures-1");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("image-fixtures-2");
         if dir.join("multi/index.json").is_file() {
             return dir;
         }
@@ -211,12 +211,13 @@ fn du(path: &Path) -> u64 {
 }
 
 #[test]
-fn zstd_uncompressed_and_multi_platform_images_import_and_run() {
+fn zstd_uncompressed_multi_platform_and_dir_images_import_and_run() {
     let daemon = Daemon::start();
     for (dir, expect) in [
         ("zstd", "hello from bb:1"),
         ("plain", "hello from bb:1"),
         ("multi", "hello from bb:1"),
+        ("dir", "hello from bb:1"),
     ] {
         let out = ok(&daemon.supctl(&["image", "import", &fixture(dir), "t:1"]));
         assert!(out.contains("1 layers unpacked"), "{dir}: {out}");

@@ -102,8 +102,9 @@ pub enum Cmd {
 #[derive(Subcommand, Debug)]
 pub enum ImageCmd {
     /// Import an image offline: PATH is an OCI image layout directory
-    /// (skopeo copy oci:, buildah push oci:), an oci-archive tar or a
-    /// docker-archive tar (docker save, podman save); layers may be
+    /// (skopeo copy oci:, buildah push oci:), an oci-archive tar, a
+    /// docker-archive tar (docker save, podman save) or a directory of
+    /// skopeo's dir: transport (podman save --format docker-dir); layers may be
     /// uncompressed, gzip or zstd. Every blob is checked against its
     /// sha256 first. The tag is NAME:TAG if given, else the name the image
     /// carries. Units on that tag restart on the new image; one that never

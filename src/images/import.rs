@@ -64,7 +64,7 @@ pub fn import(
         docker_plan(&source, select)?
     } else {
         return Err(ImageError::Refused(format!(
-            "{}: not an image: it has neither index.json (an OCI layout or oci-archive) nor manifest.json (docker-archive)",
+            "{}: not an image: it has neither index.json (an OCI layout or oci-archive) nor manifest.json (docker-archive, or a dir: copy)",
             path.display()
         )));
     };

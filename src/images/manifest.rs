@@ -224,8 +224,12 @@ struct DockerEntry {
 }
 
 pub fn docker_plan(source: &Source, wanted: Option<&str>) -> Result<Plan, ImageError> {
-    let entries: Vec<DockerEntry> = serde_json::from_slice(&source.read_json("manifest.json")?)
-        .map_err(|e| ImageError::format("manifest.json", e))?;
+    let bytes = source.read_json("manifest.json")?;
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        return directory_plan(&bytes);
+    }
+    let entries: Vec<DockerEntry> =
+        serde_json::from_slice(&bytes).map_err(|e| ImageError::format("manifest.json", e))?;
     let tags_of = |e: &DockerEntry| e.repo_tags.clone().unwrap_or_default();
     let entry = match entries.as_slice() {
         [] => return Err(ImageError::format("manifest.json", "it lists no image")),
@@ -266,6 +270,30 @@ pub fn docker_plan(source: &Source, wanted: Option<&str>) -> Result<Plan, ImageE
         manifest: None,
         config: blob(&entry.config),
         layers: entry.layers.iter().map(|l| blob(l)).collect(),
+    })
+}
+
+/// The `dir:` transport of skopeo and podman (`podman save --format
+/// docker-dir` or `oci-dir` without index): manifest.json is the image
+/// manifest itself, and each blob a file named by its hex digest.
+fn directory_plan(bytes: &[u8]) -> Result<Plan, ImageError> {
+    let manifest: ImageManifest =
+        serde_json::from_slice(bytes).map_err(|e| ImageError::format("manifest.json", e))?;
+    let flat = |descriptor: &Descriptor| {
+        descriptor_blob(descriptor).map(|blob| Blob {
+            member: blob.member.trim_start_matches("blobs/sha256/").to_string(),
+            ..blob
+        })
+    };
+    Ok(Plan {
+        name: None,
+        manifest: Some(format!("sha256:{}", sha256_hex(bytes))),
+        config: flat(manifest.config())?,
+        layers: manifest
+            .layers()
+            .iter()
+            .map(flat)
+            .collect::<Result<_, _>>()?,
     })
 }
 
