@@ -4,12 +4,12 @@
 # rootfs needs first. Extra arguments go to `cargo bench`.
 # SUPD_BENCH_QUICK=1: a few iterations of everything; SUPD_BENCH_IDLE=N:
 # the idle measurement in seconds (default 60); SUPD_BENCH_ONLY=single,
-# many, restore or planning: one section.
+# many, restore, images or planning: one section.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_root
-ensure_packages busybox-static gcc libc6-dev crun runc
+ensure_packages busybox-static gcc libc6-dev crun runc buildah podman
 ensure_rust
 export_static_flags
 # The daemons' directories on a tmpfs, as /run is on a real host: supd

@@ -27,10 +27,19 @@ pub struct StartTimes {
 /// `supctl start` of a stopped unit until its workload has executed, each
 /// after `gap` of idle time.
 pub fn start_latency(daemon: &Daemon, probe: &Probe, count: usize, gap: Duration) -> StartTimes {
-    daemon.write_unit(
-        "start",
-        &probe.unit("[/bin/sd-notify, ran]", "restart: { policy: never }\n"),
-    );
+    let unit = probe.unit("[/bin/sd-notify, ran]", "restart: { policy: never }\n");
+    start_latency_of(daemon, probe, &unit, count, gap)
+}
+
+/// `start_latency` of a given unit, whose workload reports "ran".
+pub fn start_latency_of(
+    daemon: &Daemon,
+    probe: &Probe,
+    unit: &str,
+    count: usize,
+    gap: Duration,
+) -> StartTimes {
+    daemon.write_unit("start", unit);
     probe.wait_for("ran");
     let mut times = StartTimes {
         ran: Vec::new(),

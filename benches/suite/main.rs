@@ -4,13 +4,14 @@
 //! anchors first). SUPD_BENCH_QUICK=1 runs a few iterations of everything,
 //! as the test suite does to keep the benchmarks working; SUPD_BENCH_IDLE
 //! sets the idle measurement in seconds (default 60); SUPD_BENCH_ONLY runs
-//! one section: single, many, restore or planning.
+//! one section: single, many, restore, images or planning.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
 mod anchors;
 mod fleet;
+mod images;
 mod lifecycle;
 mod planning;
 mod probe;
@@ -308,6 +309,79 @@ fn live_restore(sizes: &Sizes, table: &mut Table) {
     );
 }
 
+fn image_section(sizes: &Sizes, table: &mut Table) {
+    let megabytes = if sizes.starts < 100 { 10 } else { 100 };
+    let built = match images::build(megabytes) {
+        Ok(built) => built,
+        Err(e) => {
+            table.add("images", format!("not measured: {e}"), String::new(), "");
+            return;
+        }
+    };
+    let import = images::import(&built, megabytes);
+    let rate = import.megabytes as f64 / import.took.as_secs_f64().max(1e-3);
+    table.add(
+        &format!("`supctl image import` of a {megabytes} MB oci-archive (gzip), cold cache"),
+        ms(import.took),
+        format!(
+            "{rate:.0} MB/s; reading the archive alone {}; GNU tar -xzf of its layer + sync -f {}",
+            ms(import.read_took),
+            import.tar_took.map_or_else(|| "-".to_string(), ms)
+        ),
+        "disk-bound",
+    );
+    table.add(
+        "supd peak RSS (VmHWM) through that import",
+        kib(import.peak_rss_kib * 1024),
+        String::new(),
+        "< 64 MB",
+    );
+    let starts = images::start_from_image(&built, sizes.starts);
+    let from_image = starts.image;
+    table.add(
+        "`supctl start` until the workload ran, from the imported image",
+        timing(from_image),
+        format!(
+            "{} the same files as a rootfs directory ({}), {} them under a `volatile: state` overlay ({})",
+            ratio(from_image, starts.directory),
+            ms(starts.directory.median),
+            ratio(from_image, starts.overlay),
+            ms(starts.overlay.median)
+        ),
+        "within 10% of a rootfs directory",
+    );
+    match images::podman(&built, sizes.idle_starts) {
+        Ok(podman) => {
+            table.add(
+                &format!("anchor: `podman load` of the same {megabytes} MB image (docker-archive)"),
+                ms(podman.load),
+                String::new(),
+                "",
+            );
+            match podman.run {
+                Ok(run) => table.add(
+                    "anchor: `podman run --rm` of the small image, /bin/true",
+                    timing(run),
+                    format!("{} supd's image start", ratio(run, from_image)),
+                    "",
+                ),
+                Err(e) => table.add(
+                    "anchor: `podman run --rm` of the small image",
+                    "not measured".into(),
+                    e.rsplit(": ").take(3).collect::<Vec<_>>().join(" <- "),
+                    "",
+                ),
+            }
+        }
+        Err(e) => table.add(
+            "anchor: podman",
+            format!("not measured: {e}"),
+            String::new(),
+            "",
+        ),
+    }
+}
+
 fn planning(sizes: &Sizes, table: &mut Table) {
     let planned = planning::measure(500, sizes.rounds.max(5));
     table.add(
@@ -351,6 +425,10 @@ fn main() {
     if wanted("restore") {
         eprintln!("live restore:");
         live_restore(&sizes, &mut table);
+    }
+    if wanted("images") {
+        eprintln!("images:");
+        image_section(&sizes, &mut table);
     }
     if wanted("planning") {
         eprintln!("planning:");

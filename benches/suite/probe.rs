@@ -48,6 +48,15 @@ impl Probe {
         )
     }
 
+    /// `unit` on an imported image instead of the rootfs directory.
+    pub fn image_unit(&self, image: &str, exec: &str, extra: &str) -> String {
+        self.unit(exec, extra).replacen(
+            &format!("rootfs: {}", busybox_rootfs().display()),
+            &format!("image: {image}"),
+            1,
+        )
+    }
+
     /// The next report, with its arrival time.
     pub fn next(&self) -> (Instant, String) {
         self.arrivals

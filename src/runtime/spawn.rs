@@ -201,9 +201,11 @@ fn clone_container(
             cgroup: cgroup as u64,
             ..CloneArgs::default()
         };
-        // SAFETY: fork-like (no CLONE_VM, no stack): the child gets a copy
-        // of this single-threaded process and only runs `exec_init_stage`.
-        // `args` and `pidfd` outlive the call.
+        // SAFETY: fork-like (no CLONE_VM, no stack): the child is a copy of
+        // this thread alone and only runs `exec_init_stage`, whose calls are
+        // async-signal-safe, so a lock another thread (an image import)
+        // held at the clone is never waited for. `args` and `pidfd` outlive
+        // the call.
         let ret = unsafe {
             libc::syscall(
                 libc::SYS_clone3,
