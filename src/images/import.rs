@@ -68,14 +68,22 @@ pub fn import(
             path.display()
         )));
     };
-    let tag = match wanted.or(plan.name.as_deref()) {
+    // A ref name without ':' or '/' is a tag alone (skopeo's oci:DIR:1.4):
+    // taking "1.4" for an image name would mislead.
+    let carried = plan.name.as_deref().filter(|n| n.contains([':', '/']));
+    let tag = match wanted.or(carried) {
         Some(name) => Reference::parse(name).map_err(ImageError::Refused)?,
         None => {
+            let only_tag = plan
+                .name
+                .as_deref()
+                .map(|n| format!(" (only the tag {n:?})"))
+                .unwrap_or_default();
             return Err(ImageError::Refused(format!(
-                "{}: the image carries no name: give one, as in supctl image import {} NAME:TAG",
+                "{}: the image carries no name{only_tag}: give one, as in supctl image import {} NAME:TAG",
                 path.display(),
                 path.display()
-            )))
+            )));
         }
     };
     let Reference::Tag(tag) = tag else {

@@ -467,3 +467,92 @@ fn partial_entries(root: &Path) -> Vec<PathBuf> {
         .map(|e| e.path())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(root: &Path, id_char: char, chains: &[char]) -> ImageRecord {
+        let layers = chains
+            .iter()
+            .map(|c| {
+                let chain_id = format!("sha256:{}", c.to_string().repeat(64));
+                fs::create_dir_all(Store::layer_dir(root, &chain_id)).unwrap();
+                LayerRecord {
+                    chain_id,
+                    diff_id: String::new(),
+                    size: 0,
+                }
+            })
+            .collect();
+        let record = ImageRecord {
+            id: format!("sha256:{}", id_char.to_string().repeat(64)),
+            manifest: None,
+            created: None,
+            imported: 0,
+            platform: "linux/amd64".into(),
+            layers,
+            config: ImageConfig::default(),
+        };
+        let bytes = serde_json::to_vec(&record).unwrap();
+        fs::write(Store::record_path(root, &record.id), bytes).unwrap();
+        record
+    }
+
+    #[test]
+    fn tags_remember_their_previous_image_and_prune_keeps_it_while_used() {
+        let root = std::env::temp_dir().join(format!("supd-store-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let (mut store, _) = Store::load(&root, true);
+        let (v1, v2, v3) = (
+            record(&root, '1', &['a']),
+            record(&root, '2', &['a', 'b']),
+            record(&root, '3', &['c']),
+        );
+        assert_eq!(store.set_tag("app:1", v1.clone()).unwrap(), None);
+        assert_eq!(
+            store.set_tag("app:1", v2.clone()).unwrap(),
+            Some(v1.id.clone())
+        );
+        assert_eq!(
+            store.set_tag("app:1", v2.clone()).unwrap(),
+            None,
+            "same image: no move"
+        );
+        assert_eq!(store.tags["app:1"].previous, Some(v1.id.clone()));
+        store.set_tag("other:1", v3.clone()).unwrap();
+        // Persisted: a new load sees the same tags.
+        let (reloaded, warnings) = Store::load(&root, false);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(reloaded.tags, store.tags);
+
+        let mut in_use = InUse::default();
+        in_use.tags.insert("app:1".into());
+        in_use
+            .digests
+            .entry(v2.id.clone())
+            .or_default()
+            .insert("web".into());
+        let removed = store.prune(&in_use);
+        assert!(removed.images.is_empty(), "v1 is app:1's rollback target");
+        let error = store
+            .remove(&Reference::Tag("app:1".into()), &in_use, false)
+            .unwrap_err();
+        assert!(error.contains("in use by web"), "{error}");
+
+        // Nobody uses app:1 any more: prune takes v1, then layer a stays (v2 has it).
+        let removed = store.prune(&InUse::default());
+        assert_eq!(removed.images, vec![v1.id.clone()]);
+        assert!(Store::layer_dir(&root, &v2.layers[0].chain_id).is_dir());
+        let removed = store
+            .remove(&Reference::Tag("app:1".into()), &InUse::default(), false)
+            .unwrap();
+        assert_eq!(removed.images, vec![v2.id.clone()]);
+        assert_eq!(removed.layers, 2);
+        assert!(store
+            .lookup(&Reference::Digest("sha256:333333333333".into()))
+            .is_some());
+        assert!(Store::layer_dir(&root, &v3.layers[0].chain_id).is_dir());
+        fs::remove_dir_all(&root).unwrap();
+    }
+}
