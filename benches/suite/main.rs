@@ -331,6 +331,12 @@ fn image_section(sizes: &Sizes, table: &mut Table) {
         "disk-bound",
     );
     table.add(
+        "slowest `supctl status` answer during that import",
+        ms(import.status_max),
+        String::new(),
+        "the loop never waits for an import",
+    );
+    table.add(
         "supd peak RSS (VmHWM) through that import",
         kib(import.peak_rss_kib * 1024),
         String::new(),
