@@ -411,3 +411,106 @@ fn a_new_digest_restarts_the_unit_and_one_that_never_runs_rolls_back() {
     assert!(status["rollback"].as_str().is_some(), "{status}");
     daemon.stop();
 }
+
+/// An OCI layout with one hand-made layer, digests and all, for what no
+/// image builder writes: layers that try to leave their directory.
+fn layout_with_layer(dir: &Path, layer: &[u8]) {
+    use sha2::Digest;
+    let hex = |bytes: &[u8]| format!("{:x}", sha2::Sha256::digest(bytes));
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let digest = hex(bytes);
+        fs::write(blobs.join(&digest), bytes).unwrap();
+        (format!("sha256:{digest}"), bytes.len())
+    };
+    let (layer_digest, layer_size) = put(layer);
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": { "Cmd": ["/bin/true"] },
+        "rootfs": { "type": "layers", "diff_ids": [layer_digest] }
+    });
+    let (config_digest, config_size) = put(config.to_string().as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer_size }]
+    });
+    let (manifest_digest, manifest_size) = put(manifest.to_string().as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{ "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest, "size": manifest_size }]
+    });
+    fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
+fn tar_entry(
+    builder: &mut tar::Builder<Vec<u8>>,
+    kind: tar::EntryType,
+    path: &str,
+    link: Option<&str>,
+    data: &[u8],
+) {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(kind);
+    // Raw bytes: the tar crate itself refuses to write `..`.
+    header.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+    if let Some(link) = link {
+        header.set_link_name(link).unwrap();
+    }
+    header.set_mode(0o755);
+    header.set_size(data.len() as u64);
+    header.set_cksum();
+    builder.append(&header, data).unwrap();
+}
+
+/// One tar entry: its type, path and link target.
+type Entry<'a> = (tar::EntryType, &'a str, Option<String>);
+
+#[test]
+fn layers_that_would_write_outside_their_directory_are_refused() {
+    let daemon = Daemon::start();
+    let outside = daemon.dir.join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    let cases: [(&str, Vec<Entry>, &str); 2] = [
+        (
+            "through-link",
+            vec![
+                (
+                    tar::EntryType::Symlink,
+                    "escape",
+                    Some(outside.display().to_string()),
+                ),
+                (tar::EntryType::Regular, "escape/owned", None),
+            ],
+            "escape/owned: refused: it would be written through the symbolic link escape",
+        ),
+        (
+            "dotdot",
+            vec![(tar::EntryType::Regular, "../../../owned", None)],
+            "refused: the path contains \"..\" and would leave the layer",
+        ),
+    ];
+    for (name, entries, expected) in cases {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (kind, path, link) in &entries {
+            tar_entry(&mut builder, *kind, path, link.as_deref(), b"owned\n");
+        }
+        let layer = builder.into_inner().unwrap();
+        let dir = daemon.dir.join(name);
+        layout_with_layer(&dir, &layer);
+        let error = refused(&daemon.supctl(&["image", "import", dir.to_str().unwrap(), "evil:1"]));
+        assert!(error.contains(expected), "{name}: {error}");
+        for place in [outside.join("owned"), daemon.dir.join("state/owned")] {
+            assert!(!place.exists(), "{name} wrote {}", place.display());
+        }
+        assert!(images(&daemon).is_empty(), "{name}: no tag");
+        assert!(
+            store_entries(&daemon, "layers").is_empty(),
+            "{name}: no layer"
+        );
+    }
+    daemon.stop();
+}

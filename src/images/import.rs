@@ -336,7 +336,14 @@ fn commit_layer(staging: &Path, dir: &Path) -> Result<(), ImageError> {
         ));
     }
     match fs::rename(staging, dir) {
-        Ok(()) => Ok(()),
+        // The rename itself must be on disk before the record naming the
+        // layer is.
+        Ok(()) => match dir.parent() {
+            Some(layers) => fs::File::open(layers)
+                .and_then(|d| d.sync_all())
+                .map_err(ImageError::io("fsync", layers)),
+            None => Ok(()),
+        },
         Err(_) if dir.is_dir() => {
             fs::remove_dir_all(staging).map_err(ImageError::io("remove", staging))
         }
