@@ -186,6 +186,22 @@ fn generated() -> Vec<(PathBuf, Vec<u8>)> {
             .display_name(name)
             .bin_name(format!("supctl {}", sub.get_name()));
         let extra = ".SH SEE ALSO\n.BR supctl (1)\n";
+        // `supctl image import` and its siblings get pages of their own, so
+        // that their options are in a man page too.
+        for nested in sub.get_subcommands().filter(|c| c.get_name() != "help") {
+            let nested_name: &'static str = format!("{name}-{}", nested.get_name()).leak();
+            let nested_command = nested
+                .clone()
+                .name(nested_name)
+                .display_name(nested_name)
+                .bin_name(format!("supctl {} {}", sub.get_name(), nested.get_name()));
+            let see_also: &'static str =
+                format!(".SH SEE ALSO\n.BR {name} (1),\n.BR supctl (1)\n").leak();
+            files.push((
+                root.join(format!("man/{nested_name}.1")),
+                man_page(nested_command, "1", see_also),
+            ));
+        }
         files.push((
             root.join(format!("man/{name}.1")),
             man_page(command, "1", extra),

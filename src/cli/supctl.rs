@@ -101,15 +101,17 @@ pub enum Cmd {
 
 #[derive(Subcommand, Debug)]
 pub enum ImageCmd {
-    /// Import an image offline: PATH is an OCI image layout directory
-    /// (skopeo copy oci:, buildah push oci:), an oci-archive tar, a
-    /// docker-archive tar (docker save, podman save) or a directory of
-    /// skopeo's dir: transport (podman save --format docker-dir); layers may be
-    /// uncompressed, gzip or zstd. Every blob is checked against its
-    /// sha256 first. The tag is NAME:TAG if given, else the name the image
-    /// carries. Units on that tag restart on the new image; one that never
-    /// gets running on it goes back to the previous image. supd reads PATH
-    /// itself, so it must be readable by root on supd's host.
+    /// Import an image offline into supd's image store.
+    ///
+    /// PATH is an OCI image layout directory (skopeo copy oci:, buildah
+    /// push oci:), an oci-archive tar, a docker-archive tar (docker save,
+    /// podman save) or a directory of skopeo's dir: transport (podman save
+    /// --format docker-dir); layers may be uncompressed, gzip or zstd.
+    /// Every blob is checked against its sha256 first. The tag is NAME:TAG
+    /// if given, else the name the image carries. Units on that tag restart
+    /// on the new image; one that never gets running on it goes back to the
+    /// previous image. supd reads PATH itself, so it must be readable by
+    /// root on supd's host.
     Import {
         path: PathBuf,
         #[arg(value_name = "NAME:TAG")]
