@@ -96,7 +96,6 @@ impl InUse {
 /// What `image rm` or `image prune` took away.
 #[derive(Debug, Default)]
 pub struct Removed {
-    pub tags: Vec<String>,
     pub images: Vec<String>,
     pub layers: usize,
     pub bytes: u64,
@@ -313,7 +312,6 @@ impl Store {
                 }
                 self.tags.remove(tag);
                 self.save_tags().map_err(|e| e.to_string())?;
-                removed.tags.push(tag.clone());
                 let mut ids = vec![record.digest];
                 ids.extend(record.previous);
                 for id in ids {

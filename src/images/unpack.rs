@@ -524,6 +524,21 @@ mod tests {
         }
     }
 
+    fn get_xattr(path: &Path, name: &std::ffi::CStr) -> Vec<u8> {
+        let path = c_path(path).unwrap();
+        let mut value = [0u8; 64];
+        // SAFETY: NUL-terminated strings and a buffer of the given length.
+        let n = unsafe {
+            libc::lgetxattr(
+                path.as_ptr(),
+                name.as_ptr(),
+                value.as_mut_ptr().cast(),
+                value.len(),
+            )
+        };
+        value[..usize::try_from(n).unwrap_or(0)].to_vec()
+    }
+
     fn fresh_dir(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("supd-unpack-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -565,19 +580,11 @@ mod tests {
             "a whiteout is a 0/0 char device"
         );
         assert!(!layer.join("data/.wh..wh..opq").exists());
-        let mut value = [0u8; 8];
-        let path = c_path(&layer.join("data")).unwrap();
-        // SAFETY: NUL-terminated strings and a buffer of the given length.
-        let n = unsafe {
-            libc::lgetxattr(
-                path.as_ptr(),
-                c"trusted.overlay.opaque".as_ptr(),
-                value.as_mut_ptr().cast(),
-                value.len(),
-            )
-        };
-        assert_eq!(n, 1, "data/ is opaque");
-        assert_eq!(value[0], b'y');
+        assert_eq!(
+            get_xattr(&layer.join("data"), c"trusted.overlay.opaque"),
+            b"y",
+            "data/ is opaque"
+        );
         let file = fs::symlink_metadata(layer.join("data/file")).unwrap();
         assert_eq!(
             (file.uid(), file.gid(), file.mode() & 0o7777),
@@ -601,20 +608,7 @@ mod tests {
             .unwrap()
             .file_type()
             .is_fifo());
-        let path = c_path(&layer.join("data/file")).unwrap();
-        // SAFETY: as above.
-        let n = unsafe {
-            libc::lgetxattr(
-                path.as_ptr(),
-                c"user.supd".as_ptr(),
-                value.as_mut_ptr().cast(),
-                value.len(),
-            )
-        };
-        assert_eq!(
-            value.get(..usize::try_from(n).unwrap_or(0)),
-            Some(&b"kept"[..])
-        );
+        assert_eq!(get_xattr(&layer.join("data/file"), c"user.supd"), b"kept");
         fs::remove_dir_all(&dir).unwrap();
     }
 
