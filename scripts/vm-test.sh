@@ -68,6 +68,21 @@ for file in "$PWD/target/$target/debug/supd" "$PWD/target/$target/debug/supctl" 
   mkdir -p "$root$(dirname "$file")"
   strip --strip-debug -o "$root$file" "$file"
 done
+# Host programs tests/world.rs runs, in the guest and in containers whose
+# root is the guest's /, with their libraries; busybox's applets of the
+# same names would come first in PATH.
+for program in nft socat ip ss getent; do
+  path=$(command -v "$program") || { echo "$program is missing: bash scripts/test.sh installs it" >&2; exit 1; }
+  real=$(readlink -f "$path")
+  rm -f "$root/bin/$program" "$root/sbin/$program"
+  mkdir -p "$root/usr/bin"
+  cp "$real" "$root/usr/bin/$program"
+  for lib in $(ldd "$real" | awk '/=> \// {print $3} /^\t\// {print $1}'); do
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
+  done
+done
+printf 'passwd: files\ngroup: files\nhosts: files dns\n' > "$root/etc/nsswitch.conf"
 # CARGO_TARGET_TMPDIR of the static build, where the tests look for it.
 mkdir -p "$root$PWD/target/$target/tmp"
 gcc -static -O2 -o "$root$PWD/target/$target/tmp/sd-notify" tests/helpers/sd-notify.c
@@ -77,6 +92,9 @@ bash scripts/image-fixtures.sh "$root$PWD/target/$target/tmp/image-fixtures-2"
 # Modules the tests need, in dependency order; the kernel has no modules.dep
 # here, so the guest insmods them one by one.
 modules="fs/overlayfs/overlay net/llc/llc net/802/stp net/bridge/bridge drivers/net/veth drivers/net/dummy drivers/net/macvlan drivers/net/ipvlan/ipvlan drivers/block/loop"
+# nftables for NAT and published ports (the kernel cannot autoload them:
+# the guest has no modprobe).
+modules="$modules lib/libcrc32c net/netfilter/nfnetlink net/netfilter/nf_tables net/ipv4/netfilter/nf_defrag_ipv4 net/ipv6/netfilter/nf_defrag_ipv6 net/netfilter/nf_conntrack net/netfilter/nf_nat net/netfilter/nft_chain_nat net/netfilter/nft_nat net/netfilter/nft_masq net/netfilter/nft_ct net/netfilter/nft_fib net/ipv4/netfilter/nft_fib_ipv4 net/ipv6/netfilter/nft_fib_ipv6 net/netfilter/nft_fib_inet"
 for module in $modules; do
   basename "$module" >> "$root/etc/supd-modules"
   src=$(ls "$moddir/kernel/$module".ko* 2>/dev/null | head -n 1) || true

@@ -87,6 +87,14 @@ stopped or that failed, and the units rolled back to an earlier image.
 Imported images: \fIlayers/CHAIN_ID/\fR (unpacked, in overlayfs form),
 \fIimages/ID.json\fR (one record per image) and \fItags.json\fR.
 .TP
+.I /run/supd/hosts/NAME
+The \fI/etc/hosts\fR of a bridge container, rewritten in place as peers
+start and stop.
+.TP
+nftables table \fBinet supd\fR
+NAT and published ports of the bridge containers that run, rebuilt whole
+by every change and by a supd that adopts running containers.
+.TP
 .I /var/log/supd/NAME.log
 Container output, rotated by size.
 .SH SEE ALSO

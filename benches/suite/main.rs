@@ -4,7 +4,7 @@
 //! anchors first). SUPD_BENCH_QUICK=1 runs a few iterations of everything,
 //! as the test suite does to keep the benchmarks working; SUPD_BENCH_IDLE
 //! sets the idle measurement in seconds (default 60); SUPD_BENCH_ONLY runs
-//! one section: single, many, restore, images or planning.
+//! one section: single, many, restore, images, network or planning.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -13,6 +13,7 @@ mod anchors;
 mod fleet;
 mod images;
 mod lifecycle;
+mod network;
 mod planning;
 mod probe;
 mod restore;
@@ -404,6 +405,70 @@ fn planning(sizes: &Sizes, table: &mut Table) {
     );
 }
 
+fn network_section(sizes: &Sizes, table: &mut Table) {
+    let quick = sizes.starts < 100;
+    let (seconds, trips) = if quick { (1, 200) } else { (5, 5000) };
+    let m = network::measure(seconds, trips);
+    let gbits = |b: f64| format!("{:.2} Gbit/s", b / 1e9);
+    let share = |a: f64, b: f64| {
+        if b > 0.0 {
+            format!("{:.2}x", a / b)
+        } else {
+            "-".to_string()
+        }
+    };
+    table.add(
+        "TCP throughput, container -> outside through NAT (iperf3)",
+        gbits(m.container_out.bits_per_second),
+        format!(
+            "{} the host -> outside directly ({})",
+            share(m.container_out.bits_per_second, m.host_out.bits_per_second),
+            gbits(m.host_out.bits_per_second)
+        ),
+        "",
+    );
+    table.add(
+        "TCP throughput, outside -> container through a published port",
+        gbits(m.world_to_published.bits_per_second),
+        format!(
+            "{} outside -> a host port directly ({})",
+            share(
+                m.world_to_published.bits_per_second,
+                m.world_to_host.bits_per_second
+            ),
+            gbits(m.world_to_host.bits_per_second)
+        ),
+        "",
+    );
+    table.add(
+        "TCP round trip, container -> outside through NAT",
+        timing(m.container_out.round_trip),
+        format!(
+            "{} the host -> outside directly ({})",
+            ratio(m.container_out.round_trip, m.host_out.round_trip),
+            ms(m.host_out.round_trip.median)
+        ),
+        "",
+    );
+    table.add(
+        "TCP round trip, outside -> container through a published port",
+        timing(m.world_to_published.round_trip),
+        format!(
+            "{} outside -> a host port directly ({})",
+            ratio(m.world_to_published.round_trip, m.world_to_host.round_trip),
+            ms(m.world_to_host.round_trip.median)
+        ),
+        "",
+    );
+    let rounds = if quick { 5 } else { 50 };
+    table.add(
+        "nftables batch for a container with 100 published ports (IPv4 + IPv6, 200 DNAT rules)",
+        timing(network::rule_insertion(100, rounds)),
+        String::new(),
+        "one transaction",
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(at) = args.iter().position(|a| a == anchors::HELPER_ARG) {
@@ -435,6 +500,10 @@ fn main() {
     if wanted("images") {
         eprintln!("images:");
         image_section(&sizes, &mut table);
+    }
+    if wanted("network") {
+        eprintln!("network:");
+        network_section(&sizes, &mut table);
     }
     if wanted("planning") {
         eprintln!("planning:");

@@ -3,6 +3,7 @@
 //! holds is refused at reconcile, naming the holder; the holder keeps
 //! running. Pure, like the planner.
 
+use crate::unit::addressing::PortMapping;
 use crate::unit::loader::Outcome;
 use crate::unit::security::UserNamespace;
 use crate::unit::{NetworkMode, Unit, UnitError};
@@ -18,6 +19,8 @@ pub enum Claim {
     Uids { start: u64, end: u64 },
     /// Host gids `start..end`.
     Gids { start: u64, end: u64 },
+    /// Published host ports.
+    HostPorts(PortMapping),
 }
 
 impl Claim {
@@ -34,6 +37,7 @@ impl Claim {
             | (Claim::Gids { start, end }, Claim::Gids { start: s2, end: e2 }) => {
                 start < e2 && s2 < end
             }
+            (Claim::HostPorts(mine), Claim::HostPorts(theirs)) => mine.overlaps(theirs),
             _ => false,
         }
     }
@@ -43,6 +47,9 @@ impl Claim {
             Claim::Address { segment, ip } => format!("address {ip} on {segment}"),
             Claim::Uids { start, end } => format!("host uids {start}-{}", end - 1),
             Claim::Gids { start, end } => format!("host gids {start}-{}", end - 1),
+            Claim::HostPorts(mapping) => {
+                format!("host port {}", mapping.describe_host_side())
+            }
         }
     }
 }
@@ -71,6 +78,9 @@ pub fn fixed_claims(unit: &Unit) -> Vec<(&'static str, Claim)> {
                 ip: address.ip,
             },
         ));
+    }
+    for mapping in &unit.network.ports {
+        claims.push(("network.ports", Claim::HostPorts(*mapping)));
     }
     if let Some(UserNamespace::Maps { uid, gid }) = &unit.security.user_namespace {
         let range = |m: &crate::unit::security::IdMap| {
@@ -200,6 +210,26 @@ mod tests {
             Outcome::Valid(unit) => *unit,
             _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn a_published_port_belongs_to_one_unit() {
+        let ports = |p: &str| format!("network: {{mode: bridge, ports: [{p}]}}\n");
+        let mut desired: BTreeMap<String, Outcome> = [
+            ("a".to_string(), unit("a", &ports("'8000-8010:80-90'"))),
+            ("b".to_string(), unit("b", &ports("'127.0.0.1:8005:80'"))),
+            ("c".to_string(), unit("c", &ports("'8005:80/udp'"))),
+            ("d".to_string(), unit("d", &ports("'8011:80'"))),
+        ]
+        .into();
+        refuse_conflicts(&mut desired, &[], &BTreeMap::new());
+        assert_eq!(error_of(&desired["a"]), None);
+        assert_eq!(
+            error_of(&desired["b"]).unwrap(),
+            "b.yaml: network.ports: host port 127.0.0.1:8005/tcp is already used by unit a"
+        );
+        assert_eq!(error_of(&desired["c"]), None, "another protocol");
+        assert_eq!(error_of(&desired["d"]), None, "past the range");
     }
 
     #[test]

@@ -39,6 +39,11 @@ impl Dirs {
         self.runtime.join("units").join(format!("{name}.json"))
     }
 
+    /// The container's /etc/hosts, which supd rewrites as peers change.
+    pub fn hosts_file(&self, name: &str) -> PathBuf {
+        self.runtime.join("hosts").join(name)
+    }
+
     /// Where the unit's init records the workload's exit code.
     pub fn exit_record(&self, name: &str) -> PathBuf {
         self.runtime.join("units").join(format!("{name}.exit"))

@@ -337,27 +337,29 @@ pub fn mount_dev(root: &Path) -> Result<(), SetupError> {
     Ok(())
 }
 
-/// Writes the unit's DNS servers to a file on the container's private
+/// Writes the resolv.conf supd made to a file on the container's private
 /// staging tmpfs and bind-mounts it over /etc/resolv.conf: the rootfs itself
 /// is not modified.
-pub fn mount_resolv_conf(
-    root: &Path,
-    staging: &Path,
-    dns: &[std::net::Ipv4Addr],
-) -> Result<(), SetupError> {
+pub fn mount_resolv_conf(root: &Path, staging: &Path, text: &str) -> Result<(), SetupError> {
     let file = staging.join("resolv.conf");
-    let text: String = dns.iter().map(|ip| format!("nameserver {ip}\n")).collect();
     fs::write(&file, text).map_err(|e| SetupError::new("resolv.conf", Some(&file), e))?;
-    let target = prepare_target(root, Path::new("/etc/resolv.conf"), false, "resolv.conf")?;
-    mount_step(
-        "resolv.conf",
-        Some(&file),
-        &target,
-        None,
-        MsFlags::MS_BIND,
-        None,
-    )?;
-    remount_readonly("resolv.conf", &target, MsFlags::empty())
+    bind_file_readonly(root, &file, "/etc/resolv.conf", "resolv.conf")
+}
+
+/// Bind-mounts the hosts file supd keeps current over /etc/hosts.
+pub fn mount_hosts(root: &Path, file: &Path) -> Result<(), SetupError> {
+    bind_file_readonly(root, file, "/etc/hosts", "hosts")
+}
+
+fn bind_file_readonly(
+    root: &Path,
+    file: &Path,
+    target: &str,
+    step: &str,
+) -> Result<(), SetupError> {
+    let target = prepare_target(root, Path::new(target), false, step)?;
+    mount_step(step, Some(file), &target, None, MsFlags::MS_BIND, None)?;
+    remount_readonly(step, &target, MsFlags::empty())
 }
 
 /// After the sysctls are written: /proc/sys becomes read-only, so the

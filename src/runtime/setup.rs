@@ -26,6 +26,12 @@ pub struct Spec {
     pub state_dir: PathBuf,
     /// The resolved network, unless the container shares the host's.
     pub network: Option<NetPlan>,
+    /// A host file supd keeps current, mounted over /etc/hosts.
+    #[serde(default)]
+    pub hosts_file: Option<PathBuf>,
+    /// Written over /etc/resolv.conf.
+    #[serde(default)]
+    pub resolv_conf: Option<String>,
 }
 
 /// A failed setup step, as supd reports it: "mount /data: No such file...".
@@ -211,8 +217,11 @@ fn prepare(spec: &Spec) -> Result<Prepared, SetupError> {
     rootfs::mount_proc_sys(&root)?;
     rootfs::mount_cgroupfs(&root)?;
     rootfs::mount_dev(&root)?;
-    if let Some(plan) = spec.network.as_ref().filter(|p| !p.config.dns.is_empty()) {
-        rootfs::mount_resolv_conf(&root, &spec.staging, &plan.config.dns)?;
+    if let Some(text) = &spec.resolv_conf {
+        rootfs::mount_resolv_conf(&root, &spec.staging, text)?;
+    }
+    if let Some(hosts) = &spec.hosts_file {
+        rootfs::mount_hosts(&root, hosts)?;
     }
     if unit.readonly_rootfs {
         rootfs::make_readonly(&root)?;

@@ -2,7 +2,7 @@
 //! clone; the child only rearranges descriptors, restores the signal mask and
 //! re-executes supd as the init stage (async-signal-safe calls only).
 
-use super::net::NetPlan;
+use super::net::{names::NameFiles, NetPlan};
 use super::userns::IdMaps;
 use super::{Dirs, Spec, EXIT_FD, INIT_STAGE_ARG, OUTPUT_HOLD_FD, REPORT_FD, SPEC_FD};
 use crate::unit::{NetworkMode, Unit};
@@ -57,6 +57,7 @@ pub struct Spawned {
 pub fn spawn(
     unit: &Unit,
     network: Option<NetPlan>,
+    names: NameFiles,
     id_maps: Option<&IdMaps>,
     host: &SpawnHost<'_>,
     into_cgroup: Option<&File>,
@@ -73,6 +74,8 @@ pub fn spawn(
         staging,
         state_dir: dirs.unit_state(&unit.name),
         network,
+        hosts_file: names.hosts_file,
+        resolv_conf: names.resolv_conf,
     };
     if let Some(maps) = id_maps {
         prepare_state_dir(&spec.state_dir, maps)?;

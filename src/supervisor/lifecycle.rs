@@ -5,6 +5,7 @@ use super::{Source, Supervisor};
 use crate::control::protocol::LastExit;
 use crate::runtime::net::{self, HostSide};
 use crate::runtime::{self, SetupError};
+use crate::unit::NetworkMode;
 use nix::errno::Errno;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -94,6 +95,9 @@ impl Supervisor {
                 self.remove_cgroup(cgroup);
             }
             self.close_notify(name, prepared.notify.take());
+            if unit.network.mode == NetworkMode::Bridge {
+                self.withdraw(name);
+            }
         }
         result
     }
@@ -111,6 +115,10 @@ impl Supervisor {
         };
         cgroup.apply_initial(&unit.resources)?;
         let network = self.plan_network(name, unit)?;
+        let names = self.name_files(name, unit, network.as_ref())?;
+        if let Some(plan) = &network {
+            self.publish(name, plan)?;
+        }
         let id_maps = match &unit.security.user_namespace {
             Some(config) => Some(
                 self.id_ranges
@@ -151,6 +159,7 @@ impl Supervisor {
         let spawned = runtime::spawn(
             &container_unit,
             network.clone(),
+            names,
             id_maps.as_ref(),
             &runtime::SpawnHost {
                 dirs: &self.options.dirs,
@@ -191,6 +200,9 @@ impl Supervisor {
         entry.output = output_token.map(|t| (spawned.output, t));
         entry.machine.launched(now);
         self.dirty.insert(name.to_string());
+        if unit.network.mode == NetworkMode::Bridge {
+            self.refresh_hosts(&unit.network.bridge);
+        }
         log::info!("{name}: started container, init pid {}", spawned.pid);
         Ok(())
     }
@@ -274,6 +286,7 @@ impl Supervisor {
             if let Err(e) = net::teardown_host(plan) {
                 log::warn!("{name}: removing {}: {e}", plan.host_link);
             }
+            self.unpublish(name, plan);
         }
         self.remove_unused_bridges();
         let staging = self.options.dirs.staging(name);

@@ -172,6 +172,8 @@ pub struct Supervisor {
     /// Bridges supd created (name -> link index), removed again once no
     /// container uses them.
     bridges_created: crate::files::LeaseTable<u32>,
+    /// The rules supd's nftables table holds; None until this supd set it.
+    firewall: Option<Vec<crate::runtime::net::firewall::Rule>>,
     notifier: notify::Notifier,
     /// What is imported (`STATE_DIR/images`).
     images: crate::images::Store,
@@ -357,6 +359,7 @@ impl Supervisor {
             ipam,
             id_ranges,
             bridges_created,
+            firewall: None,
             notifier: notify::Notifier::from_env(),
             found,
             dirty: std::collections::BTreeSet::new(),
@@ -376,6 +379,7 @@ impl Supervisor {
     pub fn run(mut self) -> Result<(), SupervisorError> {
         self.after_watch(false);
         self.adopt_found();
+        self.rebuild_network_state();
         self.reload();
         self.save_records();
         // Bridges an earlier supd created that no unit wants any more.

@@ -1,5 +1,6 @@
 //! Units: the model, loading from the unit directories, and validation.
 
+pub mod addressing;
 mod depth;
 mod dropin;
 pub mod host;
@@ -183,7 +184,7 @@ impl Default for LoggingConfig {
     }
 }
 
-/// `network:` after validation, with defaults applied. IPv4 only.
+/// `network:` after validation, with defaults applied.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct NetworkConfig {
     pub mode: NetworkMode,
@@ -203,6 +204,24 @@ pub struct NetworkConfig {
     pub rps: bool,
     pub dns: Vec<Ipv4Addr>,
     pub mtu: Option<u32>,
+    /// bridge mode: host ports forwarded to the container.
+    #[serde(default)]
+    pub ports: Vec<addressing::PortMapping>,
+    /// bridge mode: masquerade what leaves the host (IPv6 only from a
+    /// unique local subnet).
+    #[serde(default)]
+    pub nat: bool,
+    /// bridge mode: a fixed IPv6 address. None with `gateway6` set is
+    /// `address6: auto`: the subnet's prefix plus the IPv4 address.
+    #[serde(default)]
+    pub address6: Option<addressing::Ipv6Net>,
+    /// bridge mode: the bridge's IPv6 address and subnet, when the unit
+    /// has IPv6 at all.
+    #[serde(default)]
+    pub gateway6: Option<addressing::Ipv6Net>,
+    /// bridge mode: more names peers find this container by.
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 /// An IPv4 address with its prefix length.

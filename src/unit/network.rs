@@ -1,9 +1,10 @@
 //! Validation of `network:` and `sysctls:`.
 
+use super::addressing::{Address6Spec, Ipv6Net, PortMapping};
 use super::schema::{AddressSpec, RawNetwork};
 use super::{Ipv4Net, NetworkConfig, NetworkMode};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// (field, message) of the first problem.
 pub type Problem = (String, String);
@@ -31,6 +32,11 @@ pub fn network(raw: RawNetwork) -> Result<NetworkConfig, Problem> {
         ("rps", raw.rps.is_some()),
         ("dns", raw.dns.is_some()),
         ("mtu", raw.mtu.is_some()),
+        ("ports", raw.ports.is_some()),
+        ("nat", raw.nat.is_some()),
+        ("address6", raw.address6.is_some()),
+        ("gateway6", raw.gateway6.is_some()),
+        ("aliases", raw.aliases.is_some()),
     ];
     let allowed: &[&str] = match mode {
         NetworkMode::Host | NetworkMode::None => &[],
@@ -42,6 +48,11 @@ pub fn network(raw: RawNetwork) -> Result<NetworkConfig, Problem> {
             "rps",
             "dns",
             "mtu",
+            "ports",
+            "nat",
+            "address6",
+            "gateway6",
+            "aliases",
         ],
         NetworkMode::Macvlan => &[
             "address",
@@ -87,8 +98,24 @@ pub fn network(raw: RawNetwork) -> Result<NetworkConfig, Problem> {
             .map(|c| c.ip)
             .collect(),
         mtu: raw.mtu,
+        nat: mode == NetworkMode::Bridge && raw.nat.unwrap_or(true),
+        aliases: raw
+            .aliases
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| a.0)
+            .collect(),
         ..NetworkConfig::default()
     };
+    (config.address6, config.gateway6) = ipv6(raw.address6, raw.gateway6.map(|g| g.0))?;
+    config.ports = ports(
+        raw.ports
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| p.0)
+            .collect(),
+        config.gateway6.is_some(),
+    )?;
     if let Some(mtu) = config.mtu {
         if !(68..=65535).contains(&mtu) {
             return Err(problem(
@@ -176,6 +203,88 @@ pub fn network(raw: RawNetwork) -> Result<NetworkConfig, Problem> {
     });
     config.gateway = gateway;
     Ok(config)
+}
+
+/// The bridge's IPv6 subnet when `address6` is not given as a CIDR: a
+/// unique local /64, as the IPv4 default is a private /16.
+pub const DEFAULT_GATEWAY6: Ipv6Net = Ipv6Net {
+    ip: Ipv6Addr::new(0xfd88, 0, 0, 0, 0, 0, 0, 1),
+    prefix: 64,
+};
+
+/// (fixed address, gateway): both None without IPv6.
+fn ipv6(
+    address: Option<Address6Spec>,
+    gateway: Option<Ipv6Net>,
+) -> Result<(Option<Ipv6Net>, Option<Ipv6Net>), Problem> {
+    let (fixed, gateway) = match (address, gateway) {
+        (None, None) => return Ok((None, None)),
+        (None, Some(_)) => {
+            return Err(problem(
+                "network.gateway6",
+                "needs address6 (a CIDR or auto)",
+            ))
+        }
+        (Some(Address6Spec::Auto), gateway) => {
+            let gateway = gateway.unwrap_or(DEFAULT_GATEWAY6);
+            if gateway.prefix > 96 {
+                return Err(problem(
+                    "network.gateway6",
+                    "address6: auto needs a prefix length of 96 or less (the IPv4 address fills the last 32 bits)",
+                ));
+            }
+            (None, gateway)
+        }
+        (Some(Address6Spec::Static(address)), gateway) => {
+            let gateway = gateway.unwrap_or(Ipv6Net {
+                ip: Ipv6Addr::from(u128::from(address.network()) + 1),
+                prefix: address.prefix,
+            });
+            if !address.contains(gateway.ip) || gateway.prefix != address.prefix {
+                return Err(problem(
+                    "network.gateway6",
+                    format!("{gateway} is not on the subnet of {address}"),
+                ));
+            }
+            if address.ip == gateway.ip {
+                return Err(problem("network.address6", "must differ from the gateway"));
+            }
+            (Some(address), gateway)
+        }
+    };
+    if gateway.ip.is_loopback() || gateway.ip.is_unspecified() || gateway.ip.segments()[0] == 0xfe80
+    {
+        return Err(problem(
+            "network.gateway6",
+            format!("{gateway} cannot be a bridge's subnet (loopback, unspecified or link-local)"),
+        ));
+    }
+    Ok((fixed, Some(gateway)))
+}
+
+fn ports(ports: Vec<PortMapping>, has_ipv6: bool) -> Result<Vec<PortMapping>, Problem> {
+    for (i, port) in ports.iter().enumerate() {
+        if port.host_ip.is_some_and(|ip| ip.is_ipv6()) && !has_ipv6 {
+            return Err(problem(
+                "network.ports",
+                format!(
+                    "{} is an IPv6 host address: the unit needs address6",
+                    port.describe_host_side()
+                ),
+            ));
+        }
+        if let Some(earlier) = ports[..i].iter().find(|p| p.overlaps(port)) {
+            return Err(problem(
+                "network.ports",
+                format!(
+                    "{} and {} take the same host port",
+                    earlier.describe_host_side(),
+                    port.describe_host_side()
+                ),
+            ));
+        }
+    }
+    Ok(ports)
 }
 
 /// Only keys that the container's own namespaces hold are accepted.

@@ -193,6 +193,11 @@ pub struct RawNetwork {
     pub rps: Option<bool>,
     pub dns: Option<Vec<Cidr>>,
     pub mtu: Option<u32>,
+    pub ports: Option<Vec<super::addressing::PortText>>,
+    pub nat: Option<bool>,
+    pub address6: Option<super::addressing::Address6Spec>,
+    pub gateway6: Option<super::addressing::Ipv6Text>,
+    pub aliases: Option<Vec<Hostname>>,
 }
 
 /// An interface name as the kernel allows: 1 to 15 bytes, no '/' or blanks.

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod world;
+
 use serde_json::Value;
 use std::fs;
 use std::os::unix::fs::symlink;

@@ -4,9 +4,13 @@
 //! inside the container vanish with its namespace; a veth's host end goes
 //! with its peer; a bridge supd created is removed when no unit uses it.
 
+pub mod firewall;
 pub mod ipam;
+pub mod names;
 pub mod netlink;
+pub mod nftables;
 
+use crate::unit::addressing::Ipv6Net;
 use crate::unit::{Ipv4Net, IpvlanMode, MacvlanMode, NetworkConfig, NetworkMode};
 use netlink::Netlink;
 use netlink_packet_route::link::{
@@ -35,15 +39,31 @@ pub enum NetError {
 pub struct NetPlan {
     pub config: NetworkConfig,
     pub address: Option<Ipv4Net>,
+    /// bridge mode with `address6`: the fixed one, or for `auto` the
+    /// bridge's prefix with the IPv4 address as its last 32 bits (unique
+    /// because the IPv4 address is).
+    #[serde(default)]
+    pub address6: Option<Ipv6Net>,
     /// bridge mode: the veth's host end.
     pub host_link: String,
 }
 
 impl NetPlan {
     pub fn new(unit_name: &str, config: &NetworkConfig, address: Option<Ipv4Net>) -> Self {
+        let address = config.address.or(address);
+        let derived6 = match (config.gateway6, address) {
+            (Some(gateway), Some(v4)) => Some(Ipv6Net {
+                ip: std::net::Ipv6Addr::from(
+                    u128::from(gateway.network()) | u128::from(u32::from(v4.ip)),
+                ),
+                prefix: gateway.prefix,
+            }),
+            _ => None,
+        };
         NetPlan {
             config: config.clone(),
-            address: config.address.or(address),
+            address,
+            address6: config.address6.or(derived6),
             host_link: host_link_name(unit_name),
         }
     }
@@ -174,10 +194,44 @@ fn ensure_bridge(netlink: &mut Netlink, config: &NetworkConfig) -> Result<Option
     };
     let index = required_index(netlink, &config.bridge)?;
     if let (Some(gateway), Some(subnet)) = (config.gateway, config.subnet) {
-        netlink.add_address(index, gateway, subnet.prefix)?;
+        netlink.add_address(index, gateway.into(), subnet.prefix)?;
+    }
+    if let Some(gateway6) = config.gateway6 {
+        netlink.add_address(index, gateway6.ip.into(), gateway6.prefix)?;
     }
     netlink.set_link(index, true, Vec::new())?;
+    enable_forwarding(config)?;
     Ok(created.then_some(index))
+}
+
+/// The host routes for bridge containers that reach out or are reached:
+/// forwarding on (never turned off again, as Docker), and `route_localnet`
+/// on the bridge so that 127.0.0.1 may be translated to a container (the
+/// kernel otherwise drops such packets as martians; no userland proxy).
+/// IPv6 forwarding also stops the host from taking router advertisements
+/// on interfaces whose accept_ra is 1: only a unit with `address6` sets it.
+fn enable_forwarding(config: &NetworkConfig) -> Result<(), NetError> {
+    let routed = config.nat || !config.ports.is_empty();
+    let mut settings = Vec::new();
+    if routed {
+        settings.push("ipv4/ip_forward".to_string());
+        if config.gateway6.is_some() {
+            settings.push("ipv6/conf/all/forwarding".to_string());
+        }
+    }
+    if !config.ports.is_empty() {
+        settings.push(format!("ipv4/conf/{}/route_localnet", config.bridge));
+    }
+    for setting in settings {
+        let path = std::path::Path::new("/proc/sys/net").join(&setting);
+        let current = std::fs::read_to_string(&path)
+            .map_err(|e| NetError::Other(format!("{}: {e}", path.display())))?;
+        if current.trim() != "1" {
+            std::fs::write(&path, "1")
+                .map_err(|e| NetError::Other(format!("{}: {e}", path.display())))?;
+        }
+    }
+    Ok(())
 }
 
 /// RPS: let every online CPU take the veth's receive work instead of the one
@@ -329,11 +383,17 @@ pub fn setup_container(plan: Option<&NetPlan>) -> Result<(), NetError> {
         .into_iter()
         .collect();
     if let Some(address) = plan.address {
-        netlink.add_address(index, address.ip, address.prefix)?;
+        netlink.add_address(index, address.ip.into(), address.prefix)?;
+    }
+    if let Some(address6) = plan.address6 {
+        netlink.add_address(index, address6.ip.into(), address6.prefix)?;
     }
     netlink.set_link(index, true, attributes)?;
     if let Some(gateway) = plan.config.gateway {
-        netlink.add_default_route(gateway)?;
+        netlink.add_default_route(gateway.into())?;
+    }
+    if let Some(gateway6) = plan.config.gateway6 {
+        netlink.add_default_route(gateway6.ip.into())?;
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
     NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -191,23 +191,24 @@ impl Netlink {
         self.ack("set link", RouteNetlinkMessage::SetLink(message), 0)
     }
 
-    /// Adds an IPv4 address; an address that is already there is fine.
-    pub fn add_address(
-        &mut self,
-        index: u32,
-        address: Ipv4Addr,
-        prefix: u8,
-    ) -> Result<(), NetError> {
+    /// Adds an address; one that is already there is fine. IPv6 skips
+    /// duplicate address detection: supd hands out the addresses itself,
+    /// and a tentative address would not answer for a second or more.
+    pub fn add_address(&mut self, index: u32, address: IpAddr, prefix: u8) -> Result<(), NetError> {
         let mut message = AddressMessage::default();
-        message.header.family = AddressFamily::Inet;
+        message.header.family = match address {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
         message.header.prefix_len = prefix;
         message.header.index = index;
-        message
-            .attributes
-            .push(AddressAttribute::Local(IpAddr::V4(address)));
-        message
-            .attributes
-            .push(AddressAttribute::Address(IpAddr::V4(address)));
+        message.attributes.push(AddressAttribute::Local(address));
+        message.attributes.push(AddressAttribute::Address(address));
+        if address.is_ipv6() {
+            message
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
         match self.ack(
             &format!("add address {address}/{prefix}"),
             RouteNetlinkMessage::NewAddress(message),
@@ -242,17 +243,20 @@ impl Netlink {
             .collect())
     }
 
-    /// The default route via `gateway`.
-    pub fn add_default_route(&mut self, gateway: Ipv4Addr) -> Result<(), NetError> {
+    /// The default route via `gateway`, of its family.
+    pub fn add_default_route(&mut self, gateway: IpAddr) -> Result<(), NetError> {
         let mut message = RouteMessage::default();
-        message.header.address_family = AddressFamily::Inet;
+        message.header.address_family = match gateway {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
         message.header.table = RouteHeader::RT_TABLE_MAIN;
         message.header.protocol = RouteProtocol::Boot;
         message.header.scope = RouteScope::Universe;
         message.header.kind = RouteType::Unicast;
         message
             .attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+            .push(RouteAttribute::Gateway(RouteAddress::from(gateway)));
         self.ack(
             &format!("add default route via {gateway}"),
             RouteNetlinkMessage::NewRoute(message),
