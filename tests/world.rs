@@ -58,6 +58,15 @@ fn bridge_containers_reach_out_and_are_reached_on_published_ports() {
     assert!(!before.contains("table inet supd"), "{before}");
     let (_, peer_ip) = web_and_peer(&d);
     let host = d.daemon_pid();
+    let status = d.status("web");
+    assert_eq!(
+        status["ports"],
+        serde_json::json!(["8080->80/tcp", "5353->53/udp"])
+    );
+    assert_eq!(
+        status["addresses"],
+        serde_json::json!(["10.88.0.10/16", "fd88::a58:a/64"])
+    );
 
     // Egress through NAT: the world sees the host's uplink address.
     let tcp = ask_in(&d, "peer", &format!("TCP4:{WORLD}:7000"));

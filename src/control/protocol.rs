@@ -239,9 +239,13 @@ pub struct UnitStatus {
     pub memory_bytes: Option<u64>,
     pub working_set_bytes: Option<u64>,
     pub pids: Option<u64>,
-    /// The container's IPv4 addresses (bridge, macvlan, ipvlan modes).
+    /// The container's addresses (bridge, macvlan, ipvlan modes), IPv4
+    /// first.
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// Published ports: `[HOST_IP:]HOST_PORT->CONTAINER_PORT/PROTOCOL`.
+    #[serde(default)]
+    pub ports: Vec<String>,
     /// The workload's last STATUS= (units with `notify: true`).
     #[serde(default)]
     pub status_text: Option<String>,

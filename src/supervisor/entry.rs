@@ -171,10 +171,22 @@ impl Entry {
             addresses: self
                 .run
                 .as_ref()
-                .and_then(|r| r.network.as_ref()?.address)
-                .map(|a| a.to_string())
-                .into_iter()
-                .collect(),
+                .and_then(|r| r.network.as_ref())
+                .map(|plan| {
+                    let v6 = plan.address6.map(|a| a.to_string());
+                    plan.address
+                        .map(|a| a.to_string())
+                        .into_iter()
+                        .chain(v6)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            ports: self
+                .run
+                .as_ref()
+                .and_then(|r| r.network.as_ref())
+                .map(|plan| plan.config.ports.iter().map(|p| p.describe()).collect())
+                .unwrap_or_default(),
             status_text: self.machine.status_text().map(str::to_string),
             image: super::handlers::image_line(self.unit.as_ref()),
             rollback: None,

@@ -86,6 +86,22 @@ impl PortMapping {
             && theirs.start() <= mine.end()
     }
 
+    /// "8080->80/tcp", "127.0.0.1:5353->53/udp", as `docker ps` shows them.
+    pub fn describe(&self) -> String {
+        let container = if self.count == 1 {
+            self.container_port.to_string()
+        } else {
+            format!(
+                "{}-{}",
+                self.container_port,
+                self.container_port.saturating_add(self.count - 1)
+            )
+        };
+        let host = self.describe_host_side();
+        let (host, protocol) = host.rsplit_once('/').unwrap_or((&host, "tcp"));
+        format!("{host}->{container}/{protocol}")
+    }
+
     /// "8080/tcp", "127.0.0.1:8000-8010/udp": what the host side takes.
     pub fn describe_host_side(&self) -> String {
         let address = match self.host_ip {
@@ -244,6 +260,7 @@ mod tests {
         let m = PortMapping::parse("8000-8010:9000-9010").unwrap();
         assert_eq!((m.host_port, m.container_port, m.count), (8000, 9000, 11));
         assert_eq!(m.describe_host_side(), "8000-8010/tcp");
+        assert_eq!(m.describe(), "8000-8010->9000-9010/tcp");
         let m = PortMapping::parse("[::1]:8443:443").unwrap();
         assert_eq!(m.describe_host_side(), "[::1]:8443/tcp");
         for bad in [

@@ -86,6 +86,7 @@ pub fn render(units: &[UnitStatus], colour: bool) -> String {
             .addresses
             .iter()
             .map(|a| ("address", a.as_str(), None))
+            .chain(unit.ports.iter().map(|p| ("port", p.as_str(), None)))
             .chain(
                 unit.status_text
                     .iter()
@@ -213,6 +214,7 @@ mod tests {
             working_set_bytes: None,
             pids: Some(99_999),
             addresses: vec!["10.88.0.2".into()],
+            ports: vec!["8080->80/tcp".into()],
             status_text: Some("serving".into()),
             image: Some(format!(
                 "registry.example/app:1.4 sha256:{}",
