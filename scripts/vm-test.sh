@@ -2,12 +2,13 @@
 # Runs the root integration tests on a pure cgroup v2 kernel: Debian's cloud
 # kernel booted under QEMU's software emulation (TCG), with an initramfs that
 # holds static builds of supd, supctl and the test binaries. Exits non-zero
-# unless every test passed inside the guest.
+# unless every test passed inside the guest. SUPD_VM_ONLY=world (say) runs
+# only the test binaries of that name, for work on one of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_root
-ensure_packages qemu-system-x86 busybox-static cpio xz-utils python3 gcc libc6-dev binutils buildah umoci skopeo
+ensure_packages qemu-system-x86 busybox-static cpio xz-utils python3 gcc libc6-dev binutils buildah umoci skopeo nftables socat iproute2
 ensure_rust
 
 target=x86_64-unknown-linux-gnu
@@ -36,7 +37,7 @@ cargo build --quiet --target "$target" --bins
 cargo test --quiet --target "$target" --no-run --message-format=json 2>/dev/null > "$vm/build.json"
 # Integration test binaries only: they need root, namespaces and cgroups.
 mapfile -t tests < <(python3 - "$vm/build.json" <<'PY'
-import json, sys
+import json, os, sys
 for line in open(sys.argv[1]):
     try:
         msg = json.loads(line)
@@ -44,7 +45,9 @@ for line in open(sys.argv[1]):
         continue
     if msg.get("reason") == "compiler-artifact" and msg.get("profile", {}).get("test") \
             and msg.get("target", {}).get("kind") == ["test"] and msg.get("executable") \
-            and msg["target"]["name"] != "generated":  # reads the source tree
+            and msg["target"]["name"] != "generated" \
+            and os.environ.get("SUPD_VM_ONLY", msg["target"]["name"]) == msg["target"]["name"]:
+        # (generated reads the source tree)
         print(msg["executable"])
 PY
 )

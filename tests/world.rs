@@ -95,6 +95,11 @@ fn bridge_containers_reach_out_and_are_reached_on_published_ports() {
         ask_in(&d, "peer", "TCP4:web:80"),
         format!("web sees {peer_ip}")
     );
+    // And from the container itself, through its own published port.
+    assert_eq!(
+        ask_in(&d, "web", &format!("TCP4:{HOST_UPLINK}:8080")),
+        "web sees 10.88.0.1"
+    );
     assert_eq!(
         ask_in(&d, "peer", "TCP4:www:80"),
         format!("web sees {peer_ip}")
@@ -200,6 +205,8 @@ fn a_killed_supd_leaves_exactly_one_set_of_rules() {
 #[test]
 fn a_taken_port_is_refused_naming_the_holder_or_the_port() {
     let d = Daemon::start();
+    // Brings the host's lo up, for the listener on 127.0.0.1.
+    let _world = World::around(&d);
     let sleeper = |ports: &str| {
         sh_unit(
             &d,
@@ -220,21 +227,15 @@ fn a_taken_port_is_refused_naming_the_holder_or_the_port() {
     // A host program on the port: the start fails naming it.
     let _listener = KillOnDrop(
         Command::new("nsenter")
-            .args([
-                "-t",
-                &d.daemon_pid().to_string(),
-                "-n",
-                "socat",
-                "TCP4-LISTEN:9100,reuseaddr",
-                "-",
-            ])
+            .args(["-t", &d.daemon_pid().to_string(), "-n", "socat"])
+            .args(["TCP4-LISTEN:9100,fork,reuseaddr", "SYSTEM:echo listening"])
             .spawn()
             .unwrap(),
     );
-    assert!(poll(WAIT, || {
-        let listening = run_in(d.daemon_pid(), &["ss", "-Hltn", "sport", "9100"]);
-        !listening.stdout.is_empty()
-    }));
+    assert!(poll(WAIT, || ask_from(
+        d.daemon_pid(),
+        "TCP4:127.0.0.1:9100"
+    ) == "listening"));
     d.write_unit(
         "third",
         &format!("{}restart: {{ policy: never }}\n", sleeper("'9100:80'")),

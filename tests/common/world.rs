@@ -30,24 +30,8 @@ impl World {
             std::fs::read_to_string(format!("/proc/{world}/comm"))
                 .is_ok_and(|c| c.trim() == "sleep")
         }));
-        let host = daemon.daemon_pid();
         let world_ns = world.to_string();
-        run_in(
-            host,
-            &[
-                "ip", "link", "add", "uplink0", "type", "veth", "peer", "name", "world0", "netns",
-                &world_ns,
-            ],
-        );
-        for (pid, link, v4, v6) in [
-            (host, "uplink0", "10.200.0.2/24", "fd20::2/64"),
-            (world, "world0", "10.200.0.1/24", "fd20::1/64"),
-        ] {
-            run_in(pid, &["ip", "addr", "add", v4, "dev", link]);
-            run_in(pid, &["ip", "-6", "addr", "add", v6, "dev", link, "nodad"]);
-            run_in(pid, &["ip", "link", "set", link, "up"]);
-            run_in(pid, &["ip", "link", "set", "lo", "up"]);
-        }
+        uplink(daemon, world);
         let server = |args: &[&str]| {
             let mut command = Command::new("nsenter");
             command.args(["-t", &world_ns, "-n", "socat"]).args(args);
@@ -82,6 +66,47 @@ impl World {
     pub fn ask(&self, address: &str) -> String {
         ask_from(self.pid(), address)
     }
+}
+
+/// The veth between the daemon's namespace (uplink0: 10.200.0.2, fd20::2)
+/// and the world's (world0: 10.200.0.1, fd20::1), made over netlink with
+/// supd's own client: the `ip` a test would run may be busybox's applet.
+fn uplink(daemon: &Daemon, world: u32) {
+    use netlink_packet_route::link::{
+        InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage,
+    };
+    use supd::runtime::net::netlink::Netlink;
+    let configure = |netlink: &mut Netlink, link: &str, v4: &str, v6: &str| {
+        let index = netlink.link_index(link).unwrap().unwrap();
+        netlink.add_address(index, v4.parse().unwrap(), 24).unwrap();
+        netlink.add_address(index, v6.parse().unwrap(), 64).unwrap();
+        netlink.set_link(index, true, Vec::new()).unwrap();
+        let lo = netlink.link_index("lo").unwrap().unwrap();
+        netlink.set_link(lo, true, Vec::new()).unwrap();
+    };
+    in_daemon_netns(daemon, move || {
+        let mut netlink = Netlink::open().unwrap();
+        let mut peer = LinkMessage::default();
+        peer.attributes.push(LinkAttribute::IfName("world0".into()));
+        peer.attributes.push(LinkAttribute::NetNsPid(world));
+        let mut veth = LinkMessage::default();
+        veth.attributes
+            .push(LinkAttribute::IfName("uplink0".into()));
+        veth.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+        ]));
+        netlink.new_link("create the uplink", veth).unwrap();
+        configure(&mut netlink, "uplink0", HOST_UPLINK, "fd20::2");
+    });
+    let ns = fs::File::open(format!("/proc/{world}/ns/net")).unwrap();
+    std::thread::spawn(move || {
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let mut netlink = Netlink::open().unwrap();
+        configure(&mut netlink, "world0", WORLD, WORLD6);
+    })
+    .join()
+    .unwrap();
 }
 
 /// Runs a command in the network namespace of `pid`; it must succeed.

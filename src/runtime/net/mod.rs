@@ -14,8 +14,8 @@ use crate::unit::addressing::Ipv6Net;
 use crate::unit::{Ipv4Net, IpvlanMode, MacvlanMode, NetworkConfig, NetworkMode};
 use netlink::Netlink;
 use netlink_packet_route::link::{
-    InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoVeth, IpVlanMode, LinkAttribute, LinkInfo,
-    LinkMessage, MacVlanMode,
+    InfoBridgePort, InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoPortData, InfoPortKind,
+    InfoVeth, IpVlanMode, LinkAttribute, LinkInfo, LinkMessage, MacVlanMode,
 };
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
@@ -136,6 +136,20 @@ pub fn setup_host(plan: &NetPlan, pid: Pid) -> Result<HostSide, NetError> {
                 attributes.push(LinkAttribute::Mtu(mtu));
             }
             netlink.set_link(host, true, attributes)?;
+            if !config.ports.is_empty() {
+                // Where br_netfilter is loaded, the container's own
+                // connection to its published port is bridged back out
+                // the port it came in on: only hairpin mode allows that.
+                let hairpin = LinkInfo::PortData(InfoPortData::BridgePort(vec![
+                    InfoBridgePort::HairpinMode(true),
+                ]));
+                let port = vec![LinkInfo::PortKind(InfoPortKind::Bridge), hairpin];
+                netlink.change_link(
+                    &format!("hairpin mode on {}", plan.host_link),
+                    host,
+                    vec![LinkAttribute::LinkInfo(port)],
+                )?;
+            }
             if config.rps {
                 spread_receive_work(&plan.host_link)?;
             }

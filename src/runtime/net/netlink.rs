@@ -168,6 +168,20 @@ impl Netlink {
         )
     }
 
+    /// Changes settings only RTM_NEWLINK carries for an existing link (a
+    /// port's bridge options, in IFLA_LINKINFO): RTM_SETLINK ignores them.
+    pub fn change_link(
+        &mut self,
+        op: &str,
+        index: u32,
+        attributes: Vec<LinkAttribute>,
+    ) -> Result<(), NetError> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        message.attributes = attributes;
+        self.ack(op, RouteNetlinkMessage::NewLink(message), 0)
+    }
+
     pub fn delete_link(&mut self, index: u32) -> Result<(), NetError> {
         let mut message = LinkMessage::default();
         message.header.index = index;
