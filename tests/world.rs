@@ -84,6 +84,7 @@ fn bridge_containers_reach_out_and_are_reached_on_published_ports() {
         format!("web sees {WORLD}")
     );
     // From the host itself, on 127.0.0.1 and on its uplink address.
+    assert_eq!(ask_from(host, "UDP4:127.0.0.1:5353"), "web sees 10.88.0.1");
     assert_eq!(ask_from(host, "TCP4:127.0.0.1:8080"), "web sees 10.88.0.1");
     assert!(ask_from(host, &format!("TCP4:{HOST_UPLINK}:8080")).starts_with("web sees"));
     // From a peer: through the published port (hairpin), and by name.
@@ -104,6 +105,12 @@ fn bridge_containers_reach_out_and_are_reached_on_published_ports() {
         ask_in(&d, "peer", "TCP4:www:80"),
         format!("web sees {peer_ip}")
     );
+
+    // Without `dns:`, the host's resolvers (loopback ones left out).
+    let resolv = d.supctl(&["exec", "peer", "--", "cat", "/etc/resolv.conf"]);
+    let resolv = String::from_utf8_lossy(&resolv.stdout).to_string();
+    assert!(resolv.starts_with("# Written by supd from"), "{resolv}");
+    assert!(!resolv.contains("nameserver 127."), "{resolv}");
 
     // /etc/hosts names both, and follows a peer that comes and goes.
     let hosts = |unit: &str| {
@@ -149,6 +156,7 @@ fn bridge_containers_reach_out_and_are_reached_on_published_ports() {
     );
     let seen = ask_in(&d, "peer", &format!("TCP6:[{WORLD6}]:7000"));
     assert_eq!(seen, "world sees [fd20:0000:0000:0000:0000:0000:0000:0002]");
+    assert!(ask_from(host, "TCP6:[fd20::2]:8080").starts_with("web sees"));
     let published6 = world.ask("TCP6:[fd20::2]:8080");
     assert_eq!(
         published6,

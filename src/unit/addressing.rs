@@ -129,7 +129,7 @@ fn split_host_ip(text: &str) -> Result<(Option<IpAddr>, &str), String> {
         return Ok((Some(IpAddr::V6(ip)), rest));
     }
     match text.matches(':').count() {
-        1 => Ok((None, text)),
+        0 | 1 => Ok((None, text)),
         2 => {
             let (ip, rest) = text.split_once(':').ok_or("no host address")?;
             let ip: std::net::Ipv4Addr = ip
@@ -263,6 +263,11 @@ mod tests {
         assert_eq!(m.describe(), "8000-8010->9000-9010/tcp");
         let m = PortMapping::parse("[::1]:8443:443").unwrap();
         assert_eq!(m.describe_host_side(), "[::1]:8443/tcp");
+        let error = PortMapping::parse("80").unwrap_err();
+        assert!(
+            error.contains("both a host and a container port"),
+            "{error}"
+        );
         for bad in [
             "80",
             "0:80",
