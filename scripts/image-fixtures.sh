@@ -13,6 +13,8 @@
 #   dir/            bb:1 in skopeo's dir: transport (as podman save --format docker-dir)
 #   multi/          a multi-platform index (buildah manifest): bb:1 for this
 #                   host's architecture, bad marked as arm64
+#   hc.docker.tar   a Docker-format image (buildah --format docker) with a
+#                   HEALTHCHECK: test -f /tmp/ok, every second
 # Usage: image-fixtures.sh OUT
 set -euo pipefail
 out=$1
@@ -64,4 +66,11 @@ buildah_ manifest create localhost/multi >/dev/null
 buildah_ manifest add localhost/multi "oci:$out.tmp/oci:bb:1" >/dev/null
 buildah_ manifest add --arch arm64 --variant v8 localhost/multi "oci:$out.tmp/oci:bad" >/dev/null
 buildah_ manifest push --quiet --all localhost/multi "oci:$out.tmp/multi:multi"
+# HEALTHCHECK exists in Docker's config format only.
+ctr=$(buildah_ from localhost/bb:1)
+buildah_ config --healthcheck 'CMD test -f /tmp/ok' --healthcheck-interval 1s \
+  --healthcheck-timeout 1s --healthcheck-retries 2 \
+  --cmd '["/bin/sh","-c","echo > /tmp/ok; exec sleep 100000"]' "$ctr" 2>/dev/null
+buildah_ commit -q --format docker "$ctr" localhost/hc:1 >/dev/null
+buildah_ push -q localhost/hc:1 "docker-archive:$out.tmp/hc.docker.tar:localhost/hc:1"
 mv "$out.tmp" "$out"

@@ -91,7 +91,7 @@ mkdir -p "$root$PWD/target/$target/tmp"
 gcc -static -O2 -o "$root$PWD/target/$target/tmp/sd-notify" tests/helpers/sd-notify.c
 # The images tests/images.rs imports, made by buildah, umoci and skopeo,
 # which the guest does not have.
-bash scripts/image-fixtures.sh "$root$PWD/target/$target/tmp/image-fixtures-2"
+bash scripts/image-fixtures.sh "$root$PWD/target/$target/tmp/image-fixtures-3"
 # Modules the tests need, in dependency order; the kernel has no modules.dep
 # here, so the guest insmods them one by one.
 modules="fs/overlayfs/overlay net/llc/llc net/802/stp net/bridge/bridge drivers/net/veth drivers/net/dummy drivers/net/macvlan drivers/net/ipvlan/ipvlan drivers/block/loop"

@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 fn fixtures() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("image-fixtures-2");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("image-fixtures-3");
         if dir.join("multi/index.json").is_file() {
             return dir;
         }
@@ -414,6 +414,25 @@ fn a_new_digest_restarts_the_unit_and_one_that_never_runs_rolls_back() {
 
 /// An OCI layout with one hand-made layer, digests and all, for what no
 /// image builder writes: layers that try to leave their directory.
+#[test]
+fn an_image_healthcheck_checks_a_unit_that_has_none() {
+    let d = Daemon::start();
+    ok(&d.supctl(&["image", "import", &fixture("hc.docker.tar")]));
+    put_unit(
+        &d,
+        "hc",
+        &image_unit(&d, "image: localhost/hc:1\nnetwork: { mode: none }"),
+    );
+    let mut last = Value::Null;
+    let healthy = poll(WAIT, || {
+        last = d.status("hc");
+        last["health"]["state"] == "healthy"
+    });
+    assert!(healthy, "{last}\n{}", d.daemon_log());
+    assert_eq!(last["health"]["last_result"], "exit 0", "{last}");
+    d.stop();
+}
+
 fn layout_with_layer(dir: &Path, layer: &[u8]) {
     use sha2::Digest;
     let hex = |bytes: &[u8]| format!("{:x}", sha2::Sha256::digest(bytes));

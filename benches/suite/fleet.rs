@@ -147,7 +147,7 @@ fn bytes_field(path: &str, field: &str) -> u64 {
 }
 
 /// utime + stime of a process.
-fn cpu_time(pid: u32) -> Duration {
+pub fn cpu_time(pid: u32) -> Duration {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -160,7 +160,7 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 1000 / hz)
 }
 
-fn switches(pid: u32) -> u64 {
+pub fn switches(pid: u32) -> u64 {
     let path = format!("/proc/{pid}/status");
     proc_field(&path, "voluntary_ctxt_switches") + proc_field(&path, "nonvoluntary_ctxt_switches")
 }

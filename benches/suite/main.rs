@@ -4,13 +4,14 @@
 //! anchors first). SUPD_BENCH_QUICK=1 runs a few iterations of everything,
 //! as the test suite does to keep the benchmarks working; SUPD_BENCH_IDLE
 //! sets the idle measurement in seconds (default 60); SUPD_BENCH_ONLY runs
-//! one section: single, many, restore, images, network or planning.
+//! one section: single, many, restore, images, network, health or planning.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
 mod anchors;
 mod fleet;
+mod health;
 mod images;
 mod lifecycle;
 mod network;
@@ -405,6 +406,35 @@ fn planning(sizes: &Sizes, table: &mut Table) {
     );
 }
 
+fn health_section(sizes: &Sizes, table: &mut Table) {
+    let quick = sizes.starts < 100;
+    let (count, seconds, rounds) = if quick { (10, 3, 2) } else { (100, 30, 10) };
+    let cost = health::cost(count, seconds);
+    table.add(
+        &format!("supd with {count} containers, each with a 1 s tcp check: CPU / context switches per second"),
+        format!(
+            "{:.2}% / {:.0}",
+            cost.cpu_percent, cost.switches_per_second
+        ),
+        format!(
+            "{:.3}% and {:.1} per check",
+            cost.cpu_percent / count as f64,
+            cost.switches_per_second / count as f64
+        ),
+        "",
+    );
+    let detection = summarize(&health::detection(rounds));
+    table.add(
+        "check page removed until the restart (http check, 500 ms interval, 3 retries)",
+        timing(detection),
+        format!(
+            "{:.2}x interval x retries (1.5 s)",
+            detection.median.as_secs_f64() / 1.5
+        ),
+        "about interval x retries",
+    );
+}
+
 fn network_section(sizes: &Sizes, table: &mut Table) {
     let quick = sizes.starts < 100;
     let (seconds, trips) = if quick { (1, 200) } else { (5, 5000) };
@@ -504,6 +534,10 @@ fn main() {
     if wanted("network") {
         eprintln!("network:");
         network_section(&sizes, &mut table);
+    }
+    if wanted("health") {
+        eprintln!("health checks:");
+        health_section(&sizes, &mut table);
     }
     if wanted("planning") {
         eprintln!("planning:");

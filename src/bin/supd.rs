@@ -25,6 +25,16 @@ pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) ->
     {
         supd::runtime::setup::run_init_stage();
     }
+    let mut args = std::env::args_os().skip(1);
+    if args
+        .next()
+        .is_some_and(|a| a == supd::supervisor::health::probe::HEALTH_EXEC_ARG)
+    {
+        let request = args.next().unwrap_or_default();
+        std::process::exit(supd::supervisor::health::probe::run_exec_helper(
+            &request.to_string_lossy(),
+        ));
+    }
     // What std's runtime does for an ordinary main: a closed client socket
     // must be an EPIPE error, not the end of supd.
     // SAFETY: changes a signal disposition; no handler is involved.

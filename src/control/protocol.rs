@@ -246,6 +246,9 @@ pub struct UnitStatus {
     /// Published ports: `[HOST_IP:]HOST_PORT->CONTAINER_PORT/PROTOCOL`.
     #[serde(default)]
     pub ports: Vec<String>,
+    /// Units with `health:` while they run.
+    #[serde(default)]
+    pub health: Option<HealthStatus>,
     /// The workload's last STATUS= (units with `notify: true`).
     #[serde(default)]
     pub status_text: Option<String>,
@@ -268,6 +271,40 @@ pub struct LastExit {
     /// a changed file, shutdown): not a failure of the workload.
     #[serde(default)]
     pub stopped: bool,
+    /// supd ended the run because a check failed: not healthy for
+    /// `retries` probes, or no WATCHDOG=1 in time.
+    #[serde(default)]
+    pub failed_check: Option<FailedCheck>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// No probe passed yet.
+    Starting,
+    Healthy,
+    /// `retries` probes in a row failed.
+    Unhealthy,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthStatus {
+    pub state: Health,
+    /// Consecutive failed probes.
+    pub failures: u32,
+    /// RFC 3339 UTC.
+    pub last_probe: Option<String>,
+    /// "exit 0", "HTTP 503", "connect: Connection refused", "timed out after 5s".
+    pub last_result: Option<String>,
+    /// The last 4 KiB an exec probe printed (an http probe: its status line).
+    pub output: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailedCheck {
+    Unhealthy,
+    Watchdog,
 }
 
 /// Seconds since the epoch as RFC 3339 UTC (`2026-11-22T10:00:00Z`).

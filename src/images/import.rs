@@ -173,7 +173,10 @@ pub fn import(
             .map_or(0, |d| d.as_secs()),
         platform,
         layers,
-        config: image_config(&config),
+        config: ImageConfig {
+            healthcheck: healthcheck(&config_bytes),
+            ..image_config(&config)
+        },
     };
     let write = |path: &Path, bytes: &[u8]| {
         files::write_atomically(path, bytes).map_err(|e| ImageError::Refused(e.to_string()))
@@ -206,6 +209,36 @@ fn member_size(source: &Source, member: &str) -> u64 {
     source.open_member(member).map_or(0, |(_, size)| size)
 }
 
+/// Docker's `config.Healthcheck`, read from the config blob itself: the
+/// OCI types have no field for it.
+fn healthcheck(config_bytes: &[u8]) -> Option<super::store::ImageHealthcheck> {
+    let config: serde_json::Value = serde_json::from_slice(config_bytes).ok()?;
+    let check = config.get("config")?.get("Healthcheck")?;
+    let test: Vec<String> = check
+        .get("Test")?
+        .as_array()?
+        .iter()
+        .filter_map(|t| t.as_str().map(str::to_string))
+        .collect();
+    let nanos = |key: &str| {
+        check
+            .get(key)
+            .and_then(serde_json::Value::as_u64)
+            .filter(|n| *n > 0)
+    };
+    Some(super::store::ImageHealthcheck {
+        test,
+        interval: nanos("Interval"),
+        timeout: nanos("Timeout"),
+        start_period: nanos("StartPeriod"),
+        retries: check
+            .get("Retries")
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|r| u32::try_from(r).ok())
+            .filter(|r| *r > 0),
+    })
+}
+
 fn image_config(config: &ImageConfiguration) -> ImageConfig {
     let Some(c) = config.config() else {
         return ImageConfig::default();
@@ -218,6 +251,7 @@ fn image_config(config: &ImageConfiguration) -> ImageConfig {
         user: c.user().clone().filter(|u| !u.is_empty()),
         stop_signal: c.stop_signal().clone().filter(|s| !s.is_empty()),
         labels: c.labels().clone().unwrap_or_default().into_iter().collect(),
+        healthcheck: None,
     }
 }
 

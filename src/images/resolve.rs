@@ -4,9 +4,11 @@
 //! under the tag reads as a changed unit.
 
 use super::{Reference, Store};
+use crate::unit::health::{HealthCheck, OnUnhealthy, Probe};
 use crate::unit::schema::{SignalName, UserSpec};
 use crate::unit::Unit;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Resolves `unit.image` against `store`, or against the image `pinned`
 /// to (a rollback). The error is the message for the unit's `image` field.
@@ -68,10 +70,35 @@ pub fn resolve(unit: &mut Unit, store: &Store, pinned: Option<&str>) -> Result<(
                 .0;
         }
     }
+    if unit.health.is_none() {
+        unit.health = config.healthcheck.as_ref().and_then(image_health);
+    }
     unit.rootfs = None;
     unit.layers = store.layer_dirs(record);
     image.digest = Some(record.id.clone());
     Ok(())
+}
+
+/// A Docker HEALTHCHECK as a `health:` exec check, with Docker's defaults
+/// (30s interval and timeout, 3 retries); NONE, or an empty test, is none.
+fn image_health(check: &super::store::ImageHealthcheck) -> Option<HealthCheck> {
+    let argv = match check.test.split_first() {
+        Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => rest.to_vec(),
+        Some((kind, rest)) if kind == "CMD-SHELL" && !rest.is_empty() => {
+            vec!["/bin/sh".into(), "-c".into(), rest.join(" ")]
+        }
+        _ => return None,
+    };
+    let nanos = |n: Option<u64>, default: Duration| n.map_or(default, Duration::from_nanos);
+    let interval = nanos(check.interval, Duration::from_secs(30));
+    Some(HealthCheck {
+        probe: Probe::Exec(argv),
+        interval,
+        timeout: nanos(check.timeout, Duration::from_secs(30)).min(interval),
+        retries: check.retries.unwrap_or(3),
+        start_period: nanos(check.start_period, Duration::ZERO),
+        on_unhealthy: OnUnhealthy::Restart,
+    })
 }
 
 #[cfg(test)]
@@ -129,6 +156,13 @@ mod tests {
             user: Some("101:102".into()),
             stop_signal: Some("SIGQUIT".into()),
             labels: Default::default(),
+            healthcheck: Some(crate::images::store::ImageHealthcheck {
+                test: vec!["CMD-SHELL".into(), "wget -q -O- localhost/health".into()],
+                interval: Some(5_000_000_000),
+                timeout: None,
+                start_period: None,
+                retries: Some(2),
+            }),
         });
         let mut plain = unit("image: app:1\nenv: { B: unit }\n");
         resolve(&mut plain, &store, None).unwrap();
@@ -156,9 +190,31 @@ mod tests {
         assert_eq!(args.workdir, PathBuf::from("/w"));
         assert_eq!(args.user.clone().map(String::from).as_deref(), Some("7"));
 
-        let mut exec = unit("image: app:1\nexec: [/mine]\n");
+        let check = plain.health.clone().expect("the image's HEALTHCHECK");
+        assert_eq!(
+            check.probe,
+            Probe::Exec(vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "wget -q -O- localhost/health".into()
+            ])
+        );
+        assert_eq!(check.interval, Duration::from_secs(5));
+        assert_eq!(
+            check.timeout,
+            Duration::from_secs(5),
+            "at most the interval"
+        );
+        assert_eq!(check.retries, 2);
+
+        let mut exec = unit("image: app:1\nexec: [/mine]\nhealth: { tcp: { port: 1 } }\n");
         resolve(&mut exec, &store, None).unwrap();
         assert_eq!(exec.exec, ["/mine"]);
+        assert_eq!(
+            exec.health.unwrap().probe,
+            Probe::Tcp { port: 1 },
+            "the unit's own check wins"
+        );
 
         let mut missing = unit("image: other\n");
         let error = resolve(&mut missing, &store, None).unwrap_err();

@@ -54,6 +54,21 @@ pub struct ImageConfig {
     pub stop_signal: Option<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Docker's HEALTHCHECK (the OCI config has no such field; images
+    /// built in Docker format carry it).
+    #[serde(default)]
+    pub healthcheck: Option<ImageHealthcheck>,
+}
+
+/// `config.Healthcheck` of a Docker image config; durations in ns.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageHealthcheck {
+    /// ["CMD", argv...], ["CMD-SHELL", command] or ["NONE"].
+    pub test: Vec<String>,
+    pub interval: Option<u64>,
+    pub timeout: Option<u64>,
+    pub start_period: Option<u64>,
+    pub retries: Option<u32>,
 }
 
 impl ImageRecord {

@@ -151,6 +151,7 @@ impl Supervisor {
             "{name}: adopted the running container (init pid {})",
             run.pid
         );
+        self.begin_health(name, now);
         // Output written while supd was away is waiting in the pipe.
         self.on_output(name);
         self.dirty.insert(name.to_string());

@@ -83,7 +83,8 @@ impl Supervisor {
             .iter()
             .filter_map(|dep| match self.entries.get(dep) {
                 None => Some(format!("{dep} (no such unit)")),
-                Some(e) if e.machine.is_up() => None,
+                Some(e) if e.machine.is_up_for_dependents() => None,
+                Some(e) if e.machine.is_up() => Some(format!("{dep} (not healthy yet)")),
                 Some(e) if e.state() == State::Running => Some(format!("{dep} (not ready yet)")),
                 Some(e) => Some(format!("{dep} ({})", e.state())),
             })

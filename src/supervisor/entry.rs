@@ -92,6 +92,8 @@ pub struct Entry {
     pub log: LogSink,
     /// Set while the unit's output goes to the journal instead of `log`.
     pub journal: Option<super::journal::JournalSink>,
+    /// `health:` of the running container.
+    pub health: Option<super::health::HealthRun>,
 }
 
 impl Entry {
@@ -110,6 +112,7 @@ impl Entry {
             output: None,
             log: LogSink::new(log_path, Default::default()),
             journal: None,
+            health: None,
         }
     }
 
@@ -187,6 +190,7 @@ impl Entry {
                 .and_then(|r| r.network.as_ref())
                 .map(|plan| plan.config.ports.iter().map(|p| p.describe()).collect())
                 .unwrap_or_default(),
+            health: self.health.as_ref().map(super::health::HealthRun::status),
             status_text: self.machine.status_text().map(str::to_string),
             image: super::handlers::image_line(self.unit.as_ref()),
             rollback: None,

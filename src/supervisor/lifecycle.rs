@@ -200,6 +200,7 @@ impl Supervisor {
         entry.output = output_token.map(|t| (spawned.output, t));
         entry.machine.launched(now);
         self.dirty.insert(name.to_string());
+        self.begin_health(name, now);
         if unit.network.mode == NetworkMode::Bridge {
             self.refresh_hosts(&unit.network.bridge);
         }
@@ -233,6 +234,7 @@ impl Supervisor {
                         signal: None,
                         oom_killed: false,
                         stopped: false,
+                        failed_check: None,
                     },
                 ),
                 WaitStatus::Signaled(pid, signal, _) => (
@@ -242,6 +244,7 @@ impl Supervisor {
                         signal: Some(signal as i32),
                         oom_killed: false,
                         stopped: false,
+                        failed_check: None,
                     },
                 ),
                 _ => continue,
@@ -251,8 +254,14 @@ impl Supervisor {
                 .values()
                 .find(|e| e.run.as_ref().is_some_and(|r| r.pid == pid))
                 .map(|e| e.name.clone());
-            if let Some(name) = name {
-                self.on_exit(&name, exit);
+            match name {
+                Some(name) => self.on_exit(&name, exit),
+                None => {
+                    let code = exit
+                        .code
+                        .unwrap_or_else(|| exit.signal.unwrap_or(0).saturating_add(128));
+                    self.probe_exited(pid, code);
+                }
             }
         }
     }
@@ -280,6 +289,7 @@ impl Supervisor {
             self.unregister(run.pidfd.as_fd(), token);
         }
         self.close_notify(name, run.notify.take());
+        self.end_health(name);
         let oom_kills = run.cgroup.stats().oom_kills.unwrap_or(0);
         self.remove_cgroup(run.cgroup.clone());
         if let Some(plan) = &run.network {

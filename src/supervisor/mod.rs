@@ -11,6 +11,7 @@ mod clients;
 mod drive;
 mod entry;
 mod handlers;
+pub mod health;
 mod images;
 mod intent;
 pub mod journal;
@@ -106,6 +107,8 @@ enum Source {
     Notify(String),
     /// The pidfd of an adopted init.
     Exit(String),
+    /// A health probe's socket or output pipe.
+    Probe(String),
 }
 
 /// A client waiting for units to settle after start/stop/restart.
@@ -172,6 +175,9 @@ pub struct Supervisor {
     /// Bridges supd created (name -> link index), removed again once no
     /// container uses them.
     bridges_created: crate::files::LeaseTable<u32>,
+    /// supd's own network namespace, to come back to after making a
+    /// health probe's socket in a container's.
+    own_netns: Option<File>,
     /// The rules supd's nftables table holds; None until this supd set it.
     firewall: Option<Vec<crate::runtime::net::firewall::Rule>>,
     notifier: notify::Notifier,
@@ -360,6 +366,9 @@ impl Supervisor {
             id_ranges,
             bridges_created,
             firewall: None,
+            own_netns: File::open("/proc/self/ns/net")
+                .map_err(|e| log::warn!("cannot open supd's network namespace: {e}"))
+                .ok(),
             notifier: notify::Notifier::from_env(),
             found,
             dirty: std::collections::BTreeSet::new(),
@@ -447,6 +456,10 @@ impl Supervisor {
                     let name = name.clone();
                     self.on_adopted_exit(&name);
                 }
+                Some(Source::Probe(name)) => {
+                    let name = name.clone();
+                    self.on_probe_event(&name);
+                }
                 None => {}
             },
         }
@@ -518,6 +531,7 @@ impl Supervisor {
             .chain(self.notifier.watchdog_at)
             .chain(self.reexec)
             .chain(self.imports.progress_at)
+            .chain(self.health_deadlines())
             .min();
         match next {
             Some(at) => self
@@ -557,6 +571,7 @@ impl Supervisor {
         if self.imports.progress_at.is_some_and(|at| at <= now) {
             self.report_import_progress();
         }
+        self.on_health_timer(now);
         let due: Vec<String> = self
             .entries
             .values()
@@ -569,12 +584,18 @@ impl Supervisor {
     }
 
     fn register(&mut self, fd: std::os::fd::BorrowedFd<'_>, source: Source) -> Option<u64> {
+        self.register_events(fd, source, EpollFlags::EPOLLIN)
+    }
+
+    fn register_events(
+        &mut self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        source: Source,
+        flags: EpollFlags,
+    ) -> Option<u64> {
         let token = self.next_token;
         self.next_token = self.next_token.saturating_add(1);
-        match self
-            .epoll
-            .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token))
-        {
+        match self.epoll.add(fd, EpollEvent::new(flags, token)) {
             Ok(()) => {
                 self.sources.insert(token, source);
                 Some(token)

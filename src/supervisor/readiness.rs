@@ -57,6 +57,14 @@ pub fn with_notify_socket(unit: &Unit, dir: &Path) -> Unit {
         "NOTIFY_SOCKET".to_string(),
         format!("{CONTAINER_NOTIFY_DIR}/{SOCKET_NAME}"),
     );
+    // As systemd's WatchdogSec: sd_watchdog_enabled() reads it. No
+    // WATCHDOG_PID: the workload's PID differs inside its namespace.
+    if let Some(watchdog) = unit.watchdog {
+        unit.env.insert(
+            "WATCHDOG_USEC".to_string(),
+            watchdog.as_micros().to_string(),
+        );
+    }
     unit
 }
 
@@ -66,6 +74,15 @@ pub fn with_notify_socket(unit: &Unit, dir: &Path) -> Unit {
 pub struct Notification {
     pub ready: bool,
     pub status: Option<String>,
+    pub watchdog: Option<Watchdog>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Watchdog {
+    /// WATCHDOG=1: alive.
+    Ping,
+    /// WATCHDOG=trigger: restart me as failed.
+    Trigger,
 }
 
 pub fn parse_notification(message: &[u8]) -> Notification {
@@ -74,6 +91,10 @@ pub fn parse_notification(message: &[u8]) -> Notification {
         match line.split_once('=') {
             Some(("READY", "1")) => notification.ready = true,
             Some(("STATUS", text)) => notification.status = Some(text.to_string()),
+            Some(("WATCHDOG", "1")) => {
+                notification.watchdog.get_or_insert(Watchdog::Ping);
+            }
+            Some(("WATCHDOG", "trigger")) => notification.watchdog = Some(Watchdog::Trigger),
             _ => {}
         }
     }
@@ -141,6 +162,16 @@ impl Supervisor {
         self.drive(name, |machine, now| {
             machine.notified(now, notification.ready, notification.status)
         });
+        match notification.watchdog {
+            Some(Watchdog::Ping) => self.drive(name, |machine, now| {
+                machine.watchdog_ping(now);
+                Vec::new()
+            }),
+            Some(Watchdog::Trigger) => {
+                self.drive(name, |machine, now| machine.watchdog_trigger(now))
+            }
+            None => {}
+        }
     }
 }
 
@@ -154,10 +185,19 @@ mod tests {
             parse_notification(b"STATUS=warming up\nREADY=1\nMAINPID=7\n"),
             Notification {
                 ready: true,
-                status: Some("warming up".into())
+                status: Some("warming up".into()),
+                watchdog: None,
             }
         );
         assert_eq!(parse_notification(b"READY=0"), Notification::default());
+        assert_eq!(
+            parse_notification(b"WATCHDOG=1").watchdog,
+            Some(Watchdog::Ping)
+        );
+        assert_eq!(
+            parse_notification(b"WATCHDOG=1\nWATCHDOG=trigger").watchdog,
+            Some(Watchdog::Trigger)
+        );
         assert_eq!(parse_notification(b"\xff\xfe"), Notification::default());
     }
 }

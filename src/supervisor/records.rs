@@ -190,6 +190,7 @@ pub fn read_exit(path: &Path) -> LastExit {
         signal: code.is_none().then_some(libc::SIGKILL),
         oom_killed: false,
         stopped: false,
+        failed_check: None,
     }
 }
 

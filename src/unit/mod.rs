@@ -3,6 +3,7 @@
 pub mod addressing;
 mod depth;
 mod dropin;
+pub mod health;
 pub mod host;
 pub mod loader;
 mod network;
@@ -61,6 +62,13 @@ pub struct Unit {
     /// planned (then `layers` are the image's).
     #[serde(default)]
     pub image: Option<ImageUse>,
+    /// `health:`: a probe that restarts the unit (or only reports) when
+    /// it keeps failing.
+    #[serde(default)]
+    pub health: Option<health::HealthCheck>,
+    /// notify units: WATCHDOG=1 must come at least this often.
+    #[serde(default)]
+    pub watchdog: Option<Duration>,
 }
 
 /// A unit's `image:` and what it leaves to the image's config.

@@ -37,6 +37,8 @@ pub struct RawUnit {
     pub resources: Option<RawResources>,
     pub sysctls: Option<std::collections::BTreeMap<String, Scalar>>,
     pub security: Option<RawSecurity>,
+    pub health: Option<super::health::RawHealth>,
+    pub watchdog: Option<Span>,
 }
 
 #[derive(Debug, Default, Deserialize)]

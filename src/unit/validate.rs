@@ -181,6 +181,24 @@ impl Checker<'_> {
             security: super::security::security(raw.security.unwrap_or_default())
                 .map_err(|(field, message)| self.fail(&field, message))?,
             image,
+            health: raw
+                .health
+                .map(super::health::health)
+                .transpose()
+                .map_err(|(field, message)| self.fail(&field, message))?,
+            watchdog: match (raw.watchdog, raw.notify.unwrap_or(false)) {
+                (None, _) => None,
+                (Some(span), _) if span.0.is_zero() => {
+                    return Err(self.fail("watchdog", "must be longer than 0s"))
+                }
+                (Some(_), false) => {
+                    return Err(self.fail(
+                        "watchdog",
+                        "needs notify: true (the workload pings WATCHDOG=1 over NOTIFY_SOCKET)",
+                    ))
+                }
+                (Some(span), true) => Some(span.0),
+            },
         })
     }
 

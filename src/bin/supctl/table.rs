@@ -3,7 +3,7 @@
 //! Colour only on a terminal, and never with NO_COLOR set.
 
 use std::io::IsTerminal;
-use supd::control::protocol::{State, UnitStatus};
+use supd::control::protocol::{FailedCheck, Health, State, UnitStatus};
 
 /// Whether stdout gets ANSI colours (https://no-color.org).
 pub fn use_colour() -> bool {
@@ -82,11 +82,36 @@ pub fn render(units: &[UnitStatus], colour: bool) -> String {
                 }
                 None => line.to_string(),
             });
+        let health = unit.health.as_ref().map(|h| {
+            let state = match h.state {
+                Health::Starting => "starting",
+                Health::Healthy => "healthy",
+                Health::Unhealthy => "unhealthy",
+            };
+            let colour = (h.state == Health::Unhealthy).then_some("31");
+            let at = h
+                .last_probe
+                .as_deref()
+                .map(|t| format!(" at {t}"))
+                .unwrap_or_default();
+            let text = match &h.last_result {
+                Some(result) if h.failures > 0 => {
+                    format!(
+                        "{state} ({} failed in a row, last: {result}{at})",
+                        h.failures
+                    )
+                }
+                Some(result) => format!("{state} (last: {result}{at})"),
+                None => state.to_string(),
+            };
+            (text, colour)
+        });
         let details = unit
             .addresses
             .iter()
             .map(|a| ("address", a.as_str(), None))
             .chain(unit.ports.iter().map(|p| ("port", p.as_str(), None)))
+            .chain(health.iter().map(|(t, c)| ("health", t.as_str(), *c)))
             .chain(
                 unit.status_text
                     .iter()
@@ -114,6 +139,10 @@ fn last_exit(unit: &UnitStatus) -> String {
     match &unit.last_exit {
         None => "-".to_string(),
         Some(exit) if exit.oom_killed => "oom-killed".to_string(),
+        Some(exit) if exit.failed_check.is_some() => match exit.failed_check {
+            Some(FailedCheck::Watchdog) => "watchdog".to_string(),
+            _ => "unhealthy".to_string(),
+        },
         // Its code (143 after SIGTERM, say) stays in --json.
         Some(exit) if exit.stopped => "stopped".to_string(),
         Some(exit) => match (exit.code, exit.signal) {
@@ -207,6 +236,7 @@ mod tests {
                 signal: Some(15),
                 oom_killed: true,
                 stopped: false,
+                failed_check: None,
             }),
             oom_kills: Some(3),
             cpu_percent: Some(199.9),
@@ -215,6 +245,13 @@ mod tests {
             pids: Some(99_999),
             addresses: vec!["10.88.0.2".into()],
             ports: vec!["8080->80/tcp".into()],
+            health: Some(supd::control::protocol::HealthStatus {
+                state: Health::Unhealthy,
+                failures: 3,
+                last_probe: None,
+                last_result: Some("HTTP 503".into()),
+                output: None,
+            }),
             status_text: Some("serving".into()),
             image: Some(format!(
                 "registry.example/app:1.4 sha256:{}",

@@ -19,7 +19,7 @@
 //! fresh start: they clear `failed`, `stopped`-by-operator and back-off.
 
 use super::restart::{Decision, RestartTracker};
-use crate::control::protocol::{LastExit, State};
+use crate::control::protocol::{FailedCheck, LastExit, State};
 use crate::runtime::SetupError;
 use crate::unit::RestartConfig;
 use std::time::Duration;
@@ -43,6 +43,11 @@ struct Run {
     /// READY=1 came before the setup report closed: the init may still
     /// hold the report's write end while the workload already runs.
     ready_early: bool,
+    /// Its health check passed (and has not failed `retries` times since).
+    healthy: bool,
+    /// supd is ending the run because a check failed: a failure, whatever
+    /// the exit code.
+    failed_check: Option<FailedCheck>,
 }
 
 #[derive(Clone, Debug)]
@@ -239,6 +244,8 @@ impl Machine {
             stop_requested: false,
             timed_out: None,
             ready_early: false,
+            healthy: false,
+            failed_check: None,
         });
         self.status_text = None;
         let start_timeout = self.settings.as_ref().map(|s| s.start_timeout);
@@ -264,7 +271,10 @@ impl Machine {
         // A `notify` unit keeps its start timeout until READY=1.
         if self.is_up() {
             self.timer = None;
-            return vec![Effect::StartDependents];
+            if self.state == State::Ready {
+                self.arm_watchdog(now);
+            }
+            return self.dependents_if_up();
         }
         Vec::new()
     }
@@ -284,9 +294,70 @@ impl Machine {
         if ready && self.state == State::Running {
             self.timer = None;
             self.set_state(State::Ready, now);
-            return vec![Effect::StartDependents];
+            self.arm_watchdog(now);
+            return self.dependents_if_up();
         }
         Vec::new()
+    }
+
+    /// WATCHDOG=1: the workload is alive; the watchdog starts over.
+    pub fn watchdog_ping(&mut self, now: Duration) {
+        if self.state == State::Ready {
+            self.arm_watchdog(now);
+        }
+    }
+
+    /// WATCHDOG=trigger: the workload asks to be restarted as failed.
+    pub fn watchdog_trigger(&mut self, now: Duration) -> Effects {
+        self.check_failed(
+            now,
+            FailedCheck::Watchdog,
+            "the workload sent WATCHDOG=trigger".into(),
+        )
+    }
+
+    /// A health probe passed: dependents may start now.
+    pub fn health_passed(&mut self) -> Effects {
+        match self.run.as_mut() {
+            Some(run) if !run.healthy => {
+                run.healthy = true;
+                self.dependents_if_up()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The health check failed `retries` times in a row. With
+    /// `on_unhealthy: restart` the caller follows with `check_failed`.
+    pub fn health_lost(&mut self) {
+        if let Some(run) = self.run.as_mut() {
+            run.healthy = false;
+        }
+    }
+
+    /// A check failed (unhealthy with `on_unhealthy: restart`, or the
+    /// watchdog): stop the run gracefully; its end is a failure that the
+    /// restart policy, back-off and start limit handle like any other.
+    pub fn check_failed(&mut self, now: Duration, check: FailedCheck, why: String) -> Effects {
+        let stop = self
+            .settings
+            .as_ref()
+            .map(|s| (s.stop_signal, s.stop_timeout));
+        let Some(run) = self.run.as_mut() else {
+            return Vec::new();
+        };
+        if run.stop_requested || run.failed_check.is_some() {
+            return Vec::new();
+        }
+        run.failed_check = Some(check);
+        log::warn!("{}: {why}: restarting it", self.name);
+        self.error = Some(why);
+        self.set_state(State::Stopping, now);
+        let Some((signal, timeout)) = stop else {
+            return vec![Effect::KillAll];
+        };
+        self.timer = Some((now.saturating_add(timeout), TimerKind::Kill));
+        vec![Effect::Signal(signal)]
     }
 
     /// The timer armed by the machine (see `deadline`) may have expired.
@@ -305,6 +376,14 @@ impl Machine {
                 vec![Effect::KillAll]
             }
             TimerKind::StartTimeout => self.start_timed_out(),
+            TimerKind::Watchdog => {
+                let limit = self.settings.as_ref().and_then(|s| s.watchdog);
+                let why = format!(
+                    "no WATCHDOG=1 within {}",
+                    crate::unit::quantity::Span(limit.unwrap_or_default())
+                );
+                self.check_failed(now, FailedCheck::Watchdog, why)
+            }
         }
     }
 
@@ -320,6 +399,7 @@ impl Machine {
             return Vec::new();
         };
         exit.stopped = run.stop_requested;
+        exit.failed_check = run.failed_check;
         self.last_exit = Some(exit);
         // The workload's last STATUS= described a run that is over.
         self.status_text = None;
@@ -364,6 +444,12 @@ impl Machine {
             State::Running => !notify,
             _ => false,
         }
+    }
+
+    /// Up as its dependents need it: up, and healthy if it has a check.
+    pub fn is_up_for_dependents(&self) -> bool {
+        let checked = self.settings.as_ref().is_some_and(|s| s.health_checked);
+        self.is_up() && (!checked || self.run.as_ref().is_some_and(|r| r.healthy))
     }
 
     /// When the machine wants `timer_fired` called.
@@ -509,6 +595,20 @@ impl Machine {
         }
     }
 
+    fn arm_watchdog(&mut self, now: Duration) {
+        if let Some(limit) = self.settings.as_ref().and_then(|s| s.watchdog) {
+            self.timer = Some((now.saturating_add(limit), TimerKind::Watchdog));
+        }
+    }
+
+    fn dependents_if_up(&self) -> Effects {
+        if self.is_up_for_dependents() {
+            vec![Effect::StartDependents]
+        } else {
+            Vec::new()
+        }
+    }
+
     fn start_timed_out(&mut self) -> Effects {
         let waiting_for = if self.state == State::Starting {
             "container setup did not finish"
@@ -545,7 +645,10 @@ impl Machine {
             .is_some_and(|e| e.step == "start_timeout");
         let clean = ran
             && setup_error.is_none()
-            && self.last_exit.as_ref().is_some_and(|e| e.code == Some(0));
+            && self
+                .last_exit
+                .as_ref()
+                .is_some_and(|e| e.code == Some(0) && e.failed_check.is_none());
         if let Some(error) = &setup_error {
             log::error!("{}: start failed: {error}", self.name);
             self.error = Some(format!("start failed: {error}"));

@@ -67,6 +67,9 @@ impl Machine {
                 stop_requested,
                 timed_out: None,
                 ready_early: false,
+                // A supd that adopts the container probes it afresh.
+                healthy: false,
+                failed_check: None,
             });
         Machine {
             name: name.to_string(),

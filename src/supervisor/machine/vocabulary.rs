@@ -14,6 +14,10 @@ pub struct Settings {
     pub stop_signal: i32,
     pub stop_timeout: Duration,
     pub restart: RestartConfig,
+    /// notify units: the longest allowed gap between WATCHDOG=1 pings.
+    pub watchdog: Option<Duration>,
+    /// A health check gates dependents: they start once it passed.
+    pub health_checked: bool,
 }
 
 impl Settings {
@@ -25,6 +29,8 @@ impl Settings {
             stop_signal: unit.stop.signal,
             stop_timeout: unit.stop.timeout,
             restart: unit.restart.clone(),
+            watchdog: unit.watchdog,
+            health_checked: unit.health.is_some(),
         }
     }
 }
@@ -77,6 +83,8 @@ pub enum TimerKind {
     /// Setup (or, with `notify`, READY=1) did not come within
     /// start_timeout: kill and fail it.
     StartTimeout,
+    /// No WATCHDOG=1 within `watchdog`: restart it as a failure.
+    Watchdog,
 }
 
 /// What a `start --wait` or `stop --wait` client waits for.
