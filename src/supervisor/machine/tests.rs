@@ -3,14 +3,14 @@
 use super::*;
 use crate::unit::RestartPolicy;
 
-const fn ms(millis: u64) -> Duration {
+pub(super) const fn ms(millis: u64) -> Duration {
     Duration::from_millis(millis)
 }
 
-const T0: Duration = Duration::from_secs(1000);
-const TERM: i32 = libc::SIGTERM;
+pub(super) const T0: Duration = Duration::from_secs(1000);
+pub(super) const TERM: i32 = libc::SIGTERM;
 
-fn settings(policy: RestartPolicy) -> Settings {
+pub(super) fn settings(policy: RestartPolicy) -> Settings {
     Settings {
         enabled: true,
         notify: false,
@@ -36,7 +36,7 @@ fn configured(policy: RestartPolicy) -> Machine {
     machine
 }
 
-fn code(code: i32) -> LastExit {
+pub(super) fn code(code: i32) -> LastExit {
     LastExit {
         code: Some(code),
         signal: None,
@@ -46,7 +46,7 @@ fn code(code: i32) -> LastExit {
     }
 }
 
-fn killed_by(signal: i32) -> LastExit {
+pub(super) fn killed_by(signal: i32) -> LastExit {
     LastExit {
         code: None,
         signal: Some(signal),
@@ -57,7 +57,7 @@ fn killed_by(signal: i32) -> LastExit {
 }
 
 /// A configured unit with `notify: true`.
-fn notify_unit(policy: RestartPolicy) -> Machine {
+pub(super) fn notify_unit(policy: RestartPolicy) -> Machine {
     let mut machine = Machine::new("db", T0);
     let notify = Settings {
         notify: true,
@@ -68,7 +68,7 @@ fn notify_unit(policy: RestartPolicy) -> Machine {
 }
 
 /// Starts the machine's unit and confirms its setup: `running`.
-fn run(machine: &mut Machine, now: Duration) {
+pub(super) fn run(machine: &mut Machine, now: Duration) {
     assert_eq!(machine.start(now, None), vec![Effect::Launch]);
     machine.launched(now);
     machine.setup_finished(now);
@@ -625,118 +625,4 @@ fn a_container_in_its_setup_is_not_adoptable() {
         false,
     );
     assert!(!idle.snapshot().past_setup(), "no run without `with_run`");
-}
-
-// ---- health checks and the watchdog ----
-
-fn checked(policy: RestartPolicy) -> Machine {
-    let mut machine = Machine::new("db", T0);
-    let settings = Settings {
-        health_checked: true,
-        ..settings(policy)
-    };
-    machine.configure(settings, T0);
-    machine
-}
-
-#[test]
-fn a_checked_unit_starts_its_dependents_once_healthy() {
-    let mut machine = checked(RestartPolicy::Always);
-    machine.start(T0, None);
-    machine.launched(T0);
-    assert_eq!(
-        machine.setup_finished(T0),
-        vec![],
-        "running, not yet healthy"
-    );
-    assert!(machine.is_up() && !machine.is_up_for_dependents());
-    assert_eq!(machine.health_passed(), vec![Effect::StartDependents]);
-    assert!(machine.is_up_for_dependents());
-    assert_eq!(machine.health_passed(), vec![], "only once");
-    machine.health_lost();
-    assert!(!machine.is_up_for_dependents());
-}
-
-#[test]
-fn an_unhealthy_run_is_stopped_and_counts_as_a_failure() {
-    // Even a clean exit after the stop signal is a failure: on-failure
-    // restarts it, with back-off.
-    let mut machine = checked(RestartPolicy::OnFailure);
-    run(&mut machine, T0);
-    let effects = machine.check_failed(ms(1_000), FailedCheck::Unhealthy, "unhealthy".into());
-    assert_eq!(effects, vec![Effect::Signal(TERM)]);
-    assert_eq!(machine.state(), State::Stopping);
-    assert_eq!(
-        machine.deadline(),
-        Some(ms(11_000)),
-        "SIGKILL after stop.timeout"
-    );
-    assert_eq!(
-        machine.check_failed(ms(1_500), FailedCheck::Unhealthy, "again".into()),
-        vec![],
-        "once per run"
-    );
-    machine.exited(ms(2_000), code(0), None);
-    assert_eq!(machine.state(), State::Backoff);
-    assert_eq!(machine.restarts(), 1);
-    let exit = machine.last_exit().unwrap();
-    assert_eq!(exit.failed_check, Some(FailedCheck::Unhealthy));
-    assert!(!exit.stopped);
-    assert_eq!(machine.error(), Some("unhealthy"));
-}
-
-#[test]
-fn unhealthy_restarts_hit_the_start_limit() {
-    let mut machine = checked(RestartPolicy::Always);
-    let mut now = T0;
-    for _ in 0..3 {
-        run(&mut machine, now);
-        machine.check_failed(now, FailedCheck::Unhealthy, "unhealthy".into());
-        machine.exited(now + ms(10), killed_by(TERM), None);
-        now += ms(1_000);
-        machine.timer_fired(now);
-    }
-    assert_eq!(machine.state(), State::Failed, "{:?}", machine.error());
-}
-
-#[test]
-fn the_watchdog_restarts_a_notify_unit_that_stops_pinging() {
-    let mut machine = Machine::new("db", T0);
-    let settings = Settings {
-        notify: true,
-        watchdog: Some(ms(1_000)),
-        ..settings(RestartPolicy::Always)
-    };
-    machine.configure(settings, T0);
-    run(&mut machine, T0);
-    assert_eq!(
-        machine.deadline(),
-        Some(T0 + ms(5_000)),
-        "start timeout until READY=1"
-    );
-    machine.notified(T0 + ms(100), true, None);
-    assert_eq!(machine.deadline(), Some(T0 + ms(1_100)));
-    machine.watchdog_ping(T0 + ms(600));
-    assert_eq!(machine.deadline(), Some(T0 + ms(1_600)));
-    assert_eq!(machine.timer_fired(T0 + ms(1_100)), vec![], "not due yet");
-    assert_eq!(
-        machine.timer_fired(T0 + ms(1_600)),
-        vec![Effect::Signal(TERM)]
-    );
-    machine.exited(T0 + ms(1_700), killed_by(TERM), None);
-    assert_eq!(machine.state(), State::Backoff);
-    assert_eq!(
-        machine.last_exit().unwrap().failed_check,
-        Some(FailedCheck::Watchdog)
-    );
-    assert_eq!(machine.error(), Some("no WATCHDOG=1 within 1s"));
-}
-
-#[test]
-fn watchdog_trigger_restarts_at_once() {
-    let mut machine = notify_unit(RestartPolicy::Always);
-    run(&mut machine, T0);
-    machine.notified(T0, true, None);
-    assert_eq!(machine.watchdog_trigger(ms(10)), vec![Effect::Signal(TERM)]);
-    assert_eq!(machine.state(), State::Stopping);
 }
