@@ -27,7 +27,7 @@ end
 complete -c supctl -n "__fish_supctl_needs_command" -l socket -d 'supd\'s control socket' -r -F
 complete -c supctl -n "__fish_supctl_needs_command" -s h -l help -d 'Print help'
 complete -c supctl -n "__fish_supctl_needs_command" -s V -l version -d 'Print version'
-complete -c supctl -n "__fish_supctl_needs_command" -f -a "status" -d 'Show units: state, PID, uptime, restarts, CPU, memory, pids, last exit, the workload\'s status text and any error. Exits 3 if a named unit is not running, 4 if it is unknown'
+complete -c supctl -n "__fish_supctl_needs_command" -f -a "status" -d 'Show units: state, PID, uptime, restarts, CPU, memory, pids, last exit, and below each its addresses, published ports, health, the workload\'s status text, image and any error. Exits 3 if a named unit is not running, 4 if it is unknown'
 complete -c supctl -n "__fish_supctl_needs_command" -f -a "start" -d 'Start units (clears back-off and the start limit; a stopping unit starts again once it is down)'
 complete -c supctl -n "__fish_supctl_needs_command" -f -a "stop" -d 'Stop units; they stay stopped until started or their file changes'
 complete -c supctl -n "__fish_supctl_needs_command" -f -a "restart" -d 'Stop and start units again (also revives a failed unit)'
@@ -95,7 +95,7 @@ complete -c supctl -n "__fish_supctl_using_subcommand image; and __fish_seen_sub
 complete -c supctl -n "__fish_supctl_using_subcommand image; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c supctl -n "__fish_supctl_using_subcommand validate" -l socket -d 'supd\'s control socket' -r -F
 complete -c supctl -n "__fish_supctl_using_subcommand validate" -s h -l help -d 'Print help'
-complete -c supctl -n "__fish_supctl_using_subcommand help; and not __fish_seen_subcommand_from status start stop restart reset-failed reload logs show exec daemon-reexec image validate help" -f -a "status" -d 'Show units: state, PID, uptime, restarts, CPU, memory, pids, last exit, the workload\'s status text and any error. Exits 3 if a named unit is not running, 4 if it is unknown'
+complete -c supctl -n "__fish_supctl_using_subcommand help; and not __fish_seen_subcommand_from status start stop restart reset-failed reload logs show exec daemon-reexec image validate help" -f -a "status" -d 'Show units: state, PID, uptime, restarts, CPU, memory, pids, last exit, and below each its addresses, published ports, health, the workload\'s status text, image and any error. Exits 3 if a named unit is not running, 4 if it is unknown'
 complete -c supctl -n "__fish_supctl_using_subcommand help; and not __fish_seen_subcommand_from status start stop restart reset-failed reload logs show exec daemon-reexec image validate help" -f -a "start" -d 'Start units (clears back-off and the start limit; a stopping unit starts again once it is down)'
 complete -c supctl -n "__fish_supctl_using_subcommand help; and not __fish_seen_subcommand_from status start stop restart reset-failed reload logs show exec daemon-reexec image validate help" -f -a "stop" -d 'Stop units; they stay stopped until started or their file changes'
 complete -c supctl -n "__fish_supctl_using_subcommand help; and not __fish_seen_subcommand_from status start stop restart reset-failed reload logs show exec daemon-reexec image validate help" -f -a "restart" -d 'Stop and start units again (also revives a failed unit)'

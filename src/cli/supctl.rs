@@ -23,7 +23,8 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// Show units: state, PID, uptime, restarts, CPU, memory, pids, last exit,
-    /// the workload's status text and any error.
+    /// and below each its addresses, published ports, health, the workload's
+    /// status text, image and any error.
     /// Exits 3 if a named unit is not running, 4 if it is unknown.
     Status {
         /// Print the JSON array instead of a table.
