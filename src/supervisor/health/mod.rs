@@ -8,7 +8,7 @@ pub mod probe;
 pub mod tracker;
 
 use super::{Source, Supervisor};
-use crate::control::protocol::{FailedCheck, Health, HealthStatus};
+use crate::control::protocol::{FailedCheck, HealthStatus, State};
 use crate::unit::health::{OnUnhealthy, Probe};
 use nix::sys::epoll::{EpollEvent, EpollFlags};
 use probe::{InFlight, Progress};
@@ -117,21 +117,50 @@ impl Supervisor {
         let Some(entry) = self.entries.get(name) else {
             return;
         };
-        let (Some(run), Some(unit), Some(health)) = (&entry.run, &entry.unit, &entry.health) else {
+        let Some(timeout) = entry.health.as_ref().map(|h| h.tracker.check().timeout) else {
             return;
         };
-        let check = health.tracker.check().clone();
-        if !matches!(
-            entry.state(),
-            crate::control::protocol::State::Running | crate::control::protocol::State::Ready
-        ) {
+        if !matches!(entry.state(), State::Running | State::Ready) {
             // Still setting up, or stopping: look again an interval later.
             if let Some(h) = self.entries.get_mut(name).and_then(|e| e.health.as_mut()) {
                 h.tracker.skip(now);
             }
             return;
         }
-        let started = match &check.probe {
+        let inflight = match self.open_probe(name) {
+            Ok(inflight) => inflight,
+            Err(e) => {
+                let outcome = Outcome {
+                    passed: false,
+                    detail: format!("cannot start the probe: {e}"),
+                    output: String::new(),
+                };
+                return self.finish(name, now, outcome);
+            }
+        };
+        let flags = match &inflight {
+            InFlight::Socket(_) => EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT,
+            InFlight::Exec(_) => EpollFlags::EPOLLIN,
+        };
+        let token = self.register_events(inflight.fd(), Source::Probe(name.to_string()), flags);
+        if let Some(h) = self.entries.get_mut(name).and_then(|e| e.health.as_mut()) {
+            h.probe = Some(Running {
+                inflight,
+                token,
+                deadline: now.saturating_add(timeout),
+            });
+        }
+    }
+
+    /// Starts the unit's probe: the exec helper, or the socket's connect.
+    fn open_probe(&self, name: &str) -> std::io::Result<InFlight> {
+        let missing = || std::io::Error::other("the unit stopped running");
+        let entry = self.entries.get(name).ok_or_else(missing)?;
+        let (Some(run), Some(unit), Some(health)) = (&entry.run, &entry.unit, &entry.health) else {
+            return Err(missing());
+        };
+        let probe = &health.tracker.check().probe;
+        match probe {
             Probe::Exec(argv) => {
                 let request = probe::ExecRequest {
                     pid: run.pid.as_raw(),
@@ -151,40 +180,11 @@ impl Supervisor {
                     .as_ref()
                     .and_then(|plan| plan.address)
                     .map_or(std::net::Ipv4Addr::LOCALHOST, |a| a.ip);
-                match &self.own_netns {
-                    Some(own) => probe::connect_in(run.pid, own, address, *port, &check.probe)
-                        .map(InFlight::Socket),
-                    None => Err(std::io::Error::other(
-                        "supd could not open its own network namespace",
-                    )),
-                }
+                let own = self.own_netns.as_ref().ok_or_else(|| {
+                    std::io::Error::other("supd could not open its own network namespace")
+                })?;
+                probe::connect_in(run.pid, own, address, *port, probe).map(InFlight::Socket)
             }
-        };
-        let inflight = match started {
-            Ok(inflight) => inflight,
-            Err(e) => {
-                return self.finish(
-                    name,
-                    now,
-                    Outcome {
-                        passed: false,
-                        detail: format!("cannot start the probe: {e}"),
-                        output: String::new(),
-                    },
-                )
-            }
-        };
-        let flags = match &inflight {
-            InFlight::Socket(_) => EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT,
-            InFlight::Exec(_) => EpollFlags::EPOLLIN,
-        };
-        let token = self.register_events(inflight.fd(), Source::Probe(name.to_string()), flags);
-        if let Some(h) = self.entries.get_mut(name).and_then(|e| e.health.as_mut()) {
-            h.probe = Some(Running {
-                inflight,
-                token,
-                deadline: now.saturating_add(check.timeout),
-            });
         }
     }
 
@@ -304,14 +304,5 @@ impl Supervisor {
                 }
             }
         }
-    }
-}
-
-/// The health check's state for status: `starting` until the first pass.
-pub fn state_name(health: Health) -> &'static str {
-    match health {
-        Health::Starting => "starting",
-        Health::Healthy => "healthy",
-        Health::Unhealthy => "unhealthy",
     }
 }
