@@ -128,11 +128,12 @@ pub fn run_in(pid: u32, args: &[&str]) -> Output {
 /// and returns the answer, or what went wrong. After its input ends socat
 /// waits `-t` for the answer: its default 0.5 s is too short on a busy host.
 pub fn ask_from(pid: u32, address: &str) -> String {
-    let out = Command::new("nsenter")
-        .args(["-t", &pid.to_string(), "-n", "sh", "-c"])
-        .arg(format!("echo ping | timeout 10 socat -t4 -T5 - {address}"))
-        .output();
-    answer(out)
+    answered(|| {
+        Command::new("nsenter")
+            .args(["-t", &pid.to_string(), "-n", "sh", "-c"])
+            .arg(format!("echo ping | timeout 10 socat -t4 -T5 - {address}"))
+            .output()
+    })
 }
 
 pub fn answer(out: std::io::Result<Output>) -> String {
@@ -146,15 +147,31 @@ pub fn answer(out: std::io::Result<Output>) -> String {
     }
 }
 
+/// An answer, asking up to three times while there is none at all: on a
+/// loaded (TCG) guest the servers' fork and exec can outlast socat's wait.
+/// Every answer a test expects says something, and errors come back as
+/// socat's message, not as silence.
+fn answered(mut ask: impl FnMut() -> std::io::Result<Output>) -> String {
+    let mut text = String::new();
+    for _ in 0..3 {
+        text = answer(ask());
+        if !text.is_empty() {
+            break;
+        }
+    }
+    text
+}
+
 /// Asks from inside a container, as a program there would.
 pub fn ask_in(d: &Daemon, unit: &str, address: &str) -> String {
-    let out = Command::new(SUPCTL)
-        .arg("--socket")
-        .arg(&d.socket)
-        .args(["exec", unit, "--", "sh", "-c"])
-        .arg(format!("echo ping | timeout 10 socat -t4 -T5 - {address}"))
-        .output();
-    answer(out)
+    answered(|| {
+        Command::new(SUPCTL)
+            .arg("--socket")
+            .arg(&d.socket)
+            .args(["exec", unit, "--", "sh", "-c"])
+            .arg(format!("echo ping | timeout 10 socat -t4 -T5 - {address}"))
+            .output()
+    })
 }
 
 /// The host's own root, with a volatile overlay: it has socat, getent
