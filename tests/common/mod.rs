@@ -281,6 +281,11 @@ impl Daemon {
     /// started, and leaves the assertions to the test that failed.
     fn shutdown(&mut self) {
         let Some(mut child) = self.child.take() else {
+            // A test that failed while supd was away (in
+            // crash_and_restart_after) leaves containers nobody stops.
+            if std::thread::panicking() {
+                kill_everything(&self.dir);
+            }
             return;
         };
         if std::thread::panicking() {
