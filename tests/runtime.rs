@@ -249,6 +249,43 @@ fn readonly_rootfs_and_tmpfs_size_are_enforced() {
 }
 
 #[test]
+fn mounts_under_dev_are_visible_over_the_fresh_dev() {
+    let d = Daemon::start();
+    let file = d.dir.join("dev-file");
+    fs::write(&file, "from-host\n").unwrap();
+    let extra = format!(
+        "mounts:\n  - {{ type: tmpfs, target: /dev/mytmp }}\n  - {{ type: bind, source: {}, target: /dev/myfile, readonly: true }}\n",
+        file.display()
+    );
+    let script = "touch /dev/mytmp/x && echo tmpfs=ok; echo file=$(cat /dev/myfile); \
+                  test -c /dev/null && echo null=ok; exec sleep 1000";
+    d.write_unit("devmounts", &sh_unit(&d, script, &extra));
+    let log = d.wait_log("devmounts", "null=");
+    assert!(log.contains("tmpfs=ok"), "{log}");
+    assert!(log.contains("file=from-host"), "{log}");
+    assert!(log.contains("null=ok"), "{log}");
+    d.stop();
+}
+
+#[test]
+fn a_real_time_stop_signal_reaches_the_workload() {
+    let d = Daemon::start();
+    // SIGRTMIN+3 is 37 under glibc (which keeps 32 and 33 for itself), as
+    // systemd expects it for a halt.
+    let script = "trap 'echo got-rtmin3; exit 0' 37; echo trapped; while true; do sleep 0.1; done";
+    d.write_unit(
+        "rt",
+        &sh_unit(&d, script, "stop: { signal: SIGRTMIN+3, timeout: 30s }\n"),
+    );
+    d.wait_log("rt", "trapped");
+    assert!(d.supctl(&["stop", "rt"]).status.success());
+    let log = d.wait_log("rt", "got-rtmin3");
+    assert!(log.contains("got-rtmin3"), "{log}");
+    assert_eq!(d.status("rt")["last_exit"]["code"], 0);
+    d.stop();
+}
+
+#[test]
 fn bind_mounts_honour_readonly() {
     let d = Daemon::start();
     let (rw, ro) = (d.dir.join("rw"), d.dir.join("ro"));

@@ -213,10 +213,12 @@ fn prepare(spec: &Spec) -> Result<Prepared, SetupError> {
     }
     rootfs::make_private()?;
     let root = rootfs::assemble(spec)?;
-    rootfs::mount_volumes(&root, &unit.mounts)?;
     rootfs::mount_proc_sys(&root)?;
     rootfs::mount_cgroupfs(&root)?;
     rootfs::mount_dev(&root)?;
+    // After /dev and /proc: a mount whose target is under them would be
+    // hidden by their fresh file systems otherwise.
+    rootfs::mount_volumes(&root, &unit.mounts)?;
     if let Some(text) = &spec.resolv_conf {
         rootfs::mount_resolv_conf(&root, &spec.staging, text)?;
     }

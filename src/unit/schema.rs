@@ -527,32 +527,110 @@ scalar_deserialize!(SignalName, SignalName::parse);
 impl SignalName {
     pub fn parse(value: &str) -> Result<Self, String> {
         let text = value.to_string();
-        let signal = match text.parse::<i32>() {
-            Ok(n) => nix::sys::signal::Signal::try_from(n).ok(),
+        let number = match text.parse::<i32>() {
+            Ok(n) => Some(n),
             Err(_) => {
                 let upper = text.to_ascii_uppercase();
-                let name = if upper.starts_with("SIG") {
-                    upper
-                } else {
-                    format!("SIG{upper}")
-                };
-                name.parse::<nix::sys::signal::Signal>().ok()
+                let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+                realtime_signal(name).or_else(|| {
+                    format!("SIG{name}")
+                        .parse::<nix::sys::signal::Signal>()
+                        .ok()
+                        .map(|s| s as i32)
+                })
             }
         };
-        match signal {
-            Some(nix::sys::signal::Signal::SIGKILL | nix::sys::signal::Signal::SIGSTOP) | None => {
-                Err(format!("invalid stop signal {text:?}: expected a catchable signal name such as SIGTERM"))
-            }
-            Some(s) => Ok(SignalName(s as i32)),
+        let catchable = |n: i32| {
+            (1..=libc::SIGRTMAX()).contains(&n) && n != libc::SIGKILL && n != libc::SIGSTOP
+        };
+        match number {
+            Some(n) if catchable(n) => Ok(SignalName(n)),
+            _ => Err(format!(
+                "invalid stop signal {text:?}: expected a catchable signal name such as SIGTERM or SIGRTMIN+3"
+            )),
         }
     }
 }
 
+/// `RTMIN`, `RTMIN+N`, `RTMAX`, `RTMAX-N` (without `SIG`), as kill(1) and
+/// systemd spell them; None for other names or one outside the range.
+fn realtime_signal(name: &str) -> Option<i32> {
+    let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    let number = if let Some(rest) = name.strip_prefix("RTMIN") {
+        match rest.strip_prefix('+') {
+            Some(offset) => min.checked_add(offset.parse::<i32>().ok()?)?,
+            None if rest.is_empty() => min,
+            None => return None,
+        }
+    } else if let Some(rest) = name.strip_prefix("RTMAX") {
+        match rest.strip_prefix('-') {
+            Some(offset) => max.checked_sub(offset.parse::<i32>().ok()?)?,
+            None if rest.is_empty() => max,
+            None => return None,
+        }
+    } else {
+        return None;
+    };
+    (min..=max).contains(&number).then_some(number)
+}
+
+/// A signal's name as kill(1) prints it: `SIGTERM`, `SIGRTMIN+3`.
+pub fn signal_name(number: i32) -> String {
+    let min = libc::SIGRTMIN();
+    if (min..=libc::SIGRTMAX()).contains(&number) {
+        return match number.checked_sub(min) {
+            Some(0) | None => "SIGRTMIN".to_string(),
+            Some(offset) => format!("SIGRTMIN+{offset}"),
+        };
+    }
+    nix::sys::signal::Signal::try_from(number)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| number.to_string())
+}
+
 impl From<SignalName> for String {
     fn from(s: SignalName) -> String {
-        nix::sys::signal::Signal::try_from(s.0)
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_else(|_| s.0.to_string())
+        signal_name(s.0)
+    }
+}
+
+#[cfg(test)]
+mod signal_tests {
+    use super::*;
+
+    #[test]
+    fn real_time_signal_names_parse_and_print_as_kill_spells_them() {
+        let min = libc::SIGRTMIN();
+        let max = libc::SIGRTMAX();
+        for (text, want) in [
+            ("SIGRTMIN+3", min + 3),
+            ("rtmin+3", min + 3),
+            ("SIGRTMIN", min),
+            ("SIGRTMAX-1", max - 1),
+            ("RTMAX", max),
+            ("TERM", libc::SIGTERM),
+            ("sigint", libc::SIGINT),
+            ("37", 37),
+        ] {
+            assert_eq!(SignalName::parse(text).map(|s| s.0), Ok(want), "{text}");
+        }
+        for bad in [
+            "SIGRTMIN+99",
+            "SIGRTMAX-99",
+            "SIGRTMINX",
+            "KILL",
+            "9",
+            "19",
+            "0",
+            "65",
+            "SIGFOO",
+        ] {
+            assert!(SignalName::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(signal_name(min + 3), "SIGRTMIN+3");
+        assert_eq!(signal_name(min), "SIGRTMIN");
+        assert_eq!(signal_name(libc::SIGTERM), "SIGTERM");
+        assert_eq!(SignalName::parse(&signal_name(max)).map(|s| s.0), Ok(max));
     }
 }
 

@@ -148,7 +148,7 @@ fn errors_name_file_line_column_and_field() {
         ),
         (
             "exec: [/x]\nrootfs: /r\nstop: { signal: SIGKILL }\n",
-            format!("{f}:3:17: stop.signal: invalid stop signal \"SIGKILL\": expected a catchable signal name such as SIGTERM"),
+            format!("{f}:3:17: stop.signal: invalid stop signal \"SIGKILL\": expected a catchable signal name such as SIGTERM or SIGRTMIN+3"),
         ),
         (
             "exec: [/x]\nrootfs: /r\nmounts:\n  - { type: bind, target: /data }\n",
