@@ -374,3 +374,7 @@ pub fn number(name: &str) -> Option<i64> {
 pub(super) fn syscall_u32(nr: i64) -> Result<u32, String> {
     u32::try_from(nr).map_err(|_| format!("syscall number {nr} out of range"))
 }
+
+#[cfg(test)]
+#[path = "syscalls_tests.rs"]
+mod tests;
