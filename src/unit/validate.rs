@@ -131,6 +131,11 @@ impl Checker<'_> {
         }
         let network = super::network::network(raw.network.unwrap_or_default())
             .map_err(|(field, message)| self.fail(&field, message))?;
+        let security = super::security::security(raw.security.unwrap_or_default())
+            .map_err(|(field, message)| self.fail(&field, message))?;
+        if rootfs.as_deref() == Some(Path::new("/")) && security.user_namespace.is_some() {
+            return Err(self.fail("security.user_namespace", HOST_ROOT_IN_USERNS));
+        }
         let env = raw
             .env
             .unwrap_or_default()
@@ -178,8 +183,7 @@ impl Checker<'_> {
             )
             .map_err(|(field, message)| self.fail_at_key(&field, message))?,
             network,
-            security: super::security::security(raw.security.unwrap_or_default())
-                .map_err(|(field, message)| self.fail(&field, message))?,
+            security,
             image,
             health: raw
                 .health
@@ -460,6 +464,12 @@ impl Checker<'_> {
         Ok(config)
     }
 }
+
+/// Found while testing `rootfs: /` under a user namespace (EINVAL from the
+/// overlay mount): overlayfs clones its lower layer as a private mount, and
+/// the kernel refuses that for a mount with locked submounts in a less
+/// privileged mount namespace.
+const HOST_ROOT_IN_USERNS: &str = "cannot be used with `rootfs: /`: inside a user namespace the kernel refuses an overlay whose lower layer has mounts below it, as the host's / always has (the fix for CVE-2021-3732, in every kernel since 5.14 and its stable backports); use a rootfs directory, layers or an image";
 
 pub(super) const NOT_A_MAPPING: &str = "a unit or drop-in must be a mapping of keys";
 

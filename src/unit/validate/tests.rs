@@ -127,6 +127,10 @@ fn errors_name_file_line_column_and_field() {
             format!("{f}:2:1: rootfs: the host's / can only be used with `volatile: overlay` or `volatile: state`"),
         ),
         (
+            "exec: [/x]\nrootfs: /\nvolatile: overlay\nsecurity:\n  user_namespace: auto\n",
+            format!("{f}:5:3: security.user_namespace: {}", super::HOST_ROOT_IN_USERNS),
+        ),
+        (
             "exec: [/x]\nrootfs: relative/dir\n",
             format!("{f}:2:9: rootfs: path \"relative/dir\" must be absolute"),
         ),
