@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit tests, the root integration
-# tests (real containers on a busybox rootfs the tests build), a short
-# fuzzing pass, the package, a quick run of the benchmarks, and the
+# tests (real containers on a busybox rootfs the tests build), the seccomp
+# unit tests of aarch64, arm and x86 under qemu-user, a short fuzzing pass, the package, a quick run of the benchmarks, and the
 # integration tests on cgroup v2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 need_root
 # buildah, umoci and skopeo make the images the image tests import;
 # podman is the benchmarks' anchor for them.
-ensure_packages busybox-static util-linux groff-base gcc libc6-dev buildah umoci skopeo podman nftables socat iperf3 iproute2
+ensure_packages busybox-static util-linux groff-base gcc libc6-dev buildah umoci skopeo podman nftables socat iperf3 iproute2 tzdata gcc-i686-linux-gnu
 ensure_rust
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -27,6 +27,8 @@ echo "== cargo test (unit and root integration tests)"
 # these, so every one of those tests runs there.
 SUPD_TEST_ALLOW_MISSING=${SUPD_TEST_ALLOW_MISSING-ipvlan,cgroup-v2,io-weight,swap-accounting} \
   cargo test --quiet 2>&1
+echo "== seccomp on the other architectures (cross-built, under qemu-user)"
+bash scripts/cross-test.sh
 echo "== fuzzing: unit parser, drop-in merge, control protocol (AFL++, a short pass)"
 SUPD_FUZZ_SECONDS=${SUPD_FUZZ_SECONDS:-20} bash scripts/fuzz.sh
 echo "== the Debian package builds, installs and runs (dpkg, no systemctl)"

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_root
-ensure_packages qemu-system-x86 busybox-static cpio xz-utils python3 gcc libc6-dev binutils buildah umoci skopeo nftables socat iproute2
+ensure_packages qemu-system-x86 busybox-static cpio xz-utils python3 gcc libc6-dev binutils buildah umoci skopeo nftables socat iproute2 tzdata gcc-i686-linux-gnu
 ensure_rust
 
 target=x86_64-unknown-linux-gnu
@@ -86,15 +86,21 @@ for program in nft socat ip ss getent; do
   done
 done
 printf 'passwd: files\ngroup: files\nhosts: files dns\n' > "$root/etc/nsswitch.conf"
+# The zones tests/inputs.rs sets (`timezone:`), and a host zone for `host`.
+mkdir -p "$root/usr/share/zoneinfo/Europe" "$root/usr/share/zoneinfo/Etc"
+cp /usr/share/zoneinfo/Europe/Berlin "$root/usr/share/zoneinfo/Europe/"
+cp /usr/share/zoneinfo/Etc/UTC "$root/usr/share/zoneinfo/Etc/"
+ln -sf /usr/share/zoneinfo/Etc/UTC "$root/etc/localtime"
 # CARGO_TARGET_TMPDIR of the static build, where the tests look for it.
 mkdir -p "$root$PWD/target/$target/tmp"
 gcc -static -O2 -o "$root$PWD/target/$target/tmp/sd-notify" tests/helpers/sd-notify.c
+i686-linux-gnu-gcc -static -O2 -o "$root$PWD/target/$target/tmp/compat32" tests/helpers/compat32.c
 # The images tests/images.rs imports, made by buildah, umoci and skopeo,
 # which the guest does not have.
 bash scripts/image-fixtures.sh "$root$PWD/target/$target/tmp/image-fixtures-3"
 # Modules the tests need, in dependency order; the kernel has no modules.dep
 # here, so the guest insmods them one by one.
-modules="fs/overlayfs/overlay net/llc/llc net/802/stp net/bridge/bridge drivers/net/veth drivers/net/dummy drivers/net/macvlan drivers/net/ipvlan/ipvlan drivers/block/loop"
+modules="fs/overlayfs/overlay net/llc/llc net/802/stp net/bridge/bridge drivers/net/veth drivers/net/dummy drivers/net/tun drivers/net/macvlan drivers/net/ipvlan/ipvlan drivers/block/loop"
 # nftables for NAT and published ports (the kernel cannot autoload them:
 # the guest has no modprobe).
 modules="$modules lib/libcrc32c net/netfilter/nfnetlink net/netfilter/nf_tables net/ipv4/netfilter/nf_defrag_ipv4 net/ipv6/netfilter/nf_defrag_ipv6 net/netfilter/nf_conntrack net/netfilter/nf_nat net/netfilter/nft_chain_nat net/netfilter/nft_nat net/netfilter/nft_masq net/netfilter/nft_ct net/netfilter/nft_fib net/ipv4/netfilter/nft_fib_ipv4 net/ipv6/netfilter/nft_fib_ipv6 net/netfilter/nft_fib_inet"

@@ -424,8 +424,15 @@ fn mknod(path: &Path, file_type: libc::mode_t, device: libc::dev_t) -> io::Resul
 /// The modification (and access) time, without following a symlink.
 fn set_times(path: &Path, mtime: i64) -> io::Result<()> {
     let path = c_path(path)?;
+    // time_t is 32 bits on some 32-bit targets: clamp rather than wrap.
+    #[allow(clippy::useless_conversion, clippy::unnecessary_fallible_conversions)]
+    let seconds = libc::time_t::try_from(mtime).unwrap_or(if mtime < 0 {
+        libc::time_t::MIN
+    } else {
+        libc::time_t::MAX
+    });
     let time = libc::timespec {
-        tv_sec: mtime,
+        tv_sec: seconds,
         tv_nsec: 0,
     };
     let times = [time, time];

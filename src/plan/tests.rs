@@ -101,6 +101,18 @@ fn every_action() {
             "update-live",
         ),
         (
+            "device rules only",
+            Some(valid(&format!("{BASE}device_rules: ['c 188:* rwm']\n"))),
+            Some(running(BASE)),
+            "update-live",
+        ),
+        (
+            "a device passed in",
+            Some(valid(&format!("{BASE}devices: [/dev/net/tun]\n"))),
+            Some(running(BASE)),
+            "restart",
+        ),
+        (
             "disabled while running",
             Some(valid(&format!("{BASE}enabled: false\n"))),
             Some(running(BASE)),

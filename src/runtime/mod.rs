@@ -4,7 +4,9 @@
 //! namespaces.
 
 pub mod cgroup;
+mod devnodes;
 pub mod enter;
+pub mod inputs;
 pub mod net;
 pub mod rootfs;
 pub mod security;

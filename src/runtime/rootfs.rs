@@ -11,7 +11,7 @@ use std::io;
 use std::os::unix::fs::{symlink, DirBuilderExt};
 use std::path::{Component, Path, PathBuf};
 
-fn mount_step(
+pub(super) fn mount_step(
     step: &str,
     source: Option<&Path>,
     target: &Path,
@@ -170,7 +170,11 @@ pub fn mount_volumes(root: &Path, mounts: &[Mount]) -> Result<(), SetupError> {
     Ok(())
 }
 
-fn remount_readonly(step: &str, target: &Path, extra: MsFlags) -> Result<(), SetupError> {
+pub(super) fn remount_readonly(
+    step: &str,
+    target: &Path,
+    extra: MsFlags,
+) -> Result<(), SetupError> {
     mount_step(
         step,
         None,
@@ -184,7 +188,7 @@ fn remount_readonly(step: &str, target: &Path, extra: MsFlags) -> Result<(), Set
 /// Resolves `target` inside `root` (symlinks are followed as if `root` were
 /// `/`, so a hostile rootfs cannot point a mount outside itself) and creates
 /// the mount point if missing.
-fn prepare_target(
+pub(super) fn prepare_target(
     root: &Path,
     target: &Path,
     dir: bool,
@@ -351,7 +355,7 @@ pub fn mount_hosts(root: &Path, file: &Path) -> Result<(), SetupError> {
     bind_file_readonly(root, file, "/etc/hosts", "hosts")
 }
 
-fn bind_file_readonly(
+pub(super) fn bind_file_readonly(
     root: &Path,
     file: &Path,
     target: &str,

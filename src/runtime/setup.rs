@@ -32,6 +32,9 @@ pub struct Spec {
     /// Written over /etc/resolv.conf.
     #[serde(default)]
     pub resolv_conf: Option<String>,
+    /// The unit's secrets, read by supd.
+    #[serde(default)]
+    pub secrets: Vec<super::inputs::SecretFile>,
 }
 
 /// A failed setup step, as supd reports it: "mount /data: No such file...".
@@ -131,8 +134,8 @@ pub fn run_init_stage() -> ! {
             );
         }
     }
-    let (spec, credentials) = match read_spec().and_then(|spec| {
-        let prepared = prepare(&spec)?;
+    let (spec, credentials) = match read_spec().and_then(|mut spec| {
+        let prepared = prepare(&mut spec)?;
         Ok((spec, prepared))
     }) {
         Ok(ready) => ready,
@@ -200,9 +203,27 @@ fn read_spec() -> Result<Spec, SetupError> {
 }
 
 /// The container setup, one named step after the other.
-fn prepare(spec: &Spec) -> Result<Prepared, SetupError> {
+fn prepare(spec: &mut Spec) -> Result<Prepared, SetupError> {
+    // A profile file is on the host: read before the root changes.
+    let seccomp = compile_seccomp(&spec.unit)?;
+    let tz = prepare_root(spec)?;
+    if let Some(tz) = tz {
+        spec.unit.env.entry("TZ".to_string()).or_insert(tz);
+    }
+    let credentials = user::resolve(spec.unit.user.as_ref())?;
+    if !spec.secrets.is_empty() {
+        super::inputs::write_secrets(&spec.secrets, &credentials)?;
+    }
+    Ok(Prepared {
+        credentials,
+        seccomp,
+    })
+}
+
+/// Namespaces, mounts, pivot_root, network and sysctls. Returns the TZ the
+/// `timezone` asks for.
+fn prepare_root(spec: &Spec) -> Result<Option<String>, SetupError> {
     let unit = &spec.unit;
-    let seccomp = compile_seccomp(unit)?;
     // supd placed this process in the container's cgroup before it ran: a
     // cgroup namespace now makes that cgroup the container's root.
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
@@ -216,6 +237,7 @@ fn prepare(spec: &Spec) -> Result<Prepared, SetupError> {
     rootfs::mount_proc_sys(&root)?;
     rootfs::mount_cgroupfs(&root)?;
     rootfs::mount_dev(&root)?;
+    super::devnodes::make_nodes(&root, &unit.devices, unit.security.user_namespace.is_some())?;
     // After /dev and /proc: a mount whose target is under them would be
     // hidden by their fresh file systems otherwise.
     rootfs::mount_volumes(&root, &unit.mounts)?;
@@ -224,6 +246,13 @@ fn prepare(spec: &Spec) -> Result<Prepared, SetupError> {
     }
     if let Some(hosts) = &spec.hosts_file {
         rootfs::mount_hosts(&root, hosts)?;
+    }
+    let tz = match &unit.timezone {
+        Some(zone) => super::inputs::mount_localtime(&root, zone)?,
+        None => None,
+    };
+    if !spec.secrets.is_empty() {
+        super::inputs::mount_secrets_dir(&root)?;
     }
     if unit.readonly_rootfs {
         rootfs::make_readonly(&root)?;
@@ -238,10 +267,7 @@ fn prepare(spec: &Spec) -> Result<Prepared, SetupError> {
     write_sysctls(&unit.sysctls)?;
     rootfs::make_proc_sys_readonly()?;
     rootfs::mask_paths()?;
-    Ok(Prepared {
-        credentials: user::resolve(unit.user.as_ref())?,
-        seccomp,
-    })
+    Ok(tz)
 }
 
 /// Writes namespaced sysctls through the container's own /proc: network

@@ -50,6 +50,28 @@ pub struct Spawned {
     pub output: File,
 }
 
+/// Secrets are read at each start, by supd: a user namespace's root may
+/// not be able to read a host file that only root may read.
+fn read_secrets(unit: &Unit) -> Result<Vec<super::inputs::SecretFile>, SpawnError> {
+    use crate::files::{read_regular, Links, MAX_FILE_BYTES};
+    unit.secrets
+        .iter()
+        .map(|secret| {
+            let content =
+                read_regular(&secret.source, Links::Follow, MAX_FILE_BYTES).map_err(|e| {
+                    SpawnError::Prepare {
+                        path: secret.source.clone(),
+                        source: io::Error::other(e.to_string()),
+                    }
+                })?;
+            Ok(super::inputs::SecretFile {
+                target: secret.target.clone(),
+                content,
+            })
+        })
+        .collect()
+}
+
 /// Clones the container's first process, directly into the cgroup
 /// `into_cgroup` where the kernel can (cgroup v2). `place` runs in the
 /// parent while the child waits, told whether the child is in its cgroup
@@ -76,6 +98,7 @@ pub fn spawn(
         network,
         hosts_file: names.hosts_file,
         resolv_conf: names.resolv_conf,
+        secrets: read_secrets(unit)?,
     };
     if let Some(maps) = id_maps {
         prepare_state_dir(&spec.state_dir, maps)?;

@@ -114,6 +114,10 @@ impl Supervisor {
             return Err(StartError::Lost("cgroup"));
         };
         cgroup.apply_initial(&unit.resources)?;
+        cgroup.set_devices(&crate::runtime::cgroup::device_rules(
+            &unit.devices,
+            &unit.device_rules,
+        )?)?;
         let network = self.plan_network(name, unit)?;
         let names = self.name_files(name, unit, network.as_ref())?;
         if let Some(plan) = &network {

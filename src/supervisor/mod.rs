@@ -467,7 +467,7 @@ impl Supervisor {
 
     /// Schedules the reconcile a file change asks for, and the re-sync of
     /// a watch set that a racing directory change left incomplete.
-    fn after_watch(&mut self, changed: bool) {
+    pub(super) fn after_watch(&mut self, changed: bool) {
         if changed && self.reload_at.is_none() {
             self.reload_at = Some(deadline_after(RELOAD_DEBOUNCE));
         }

@@ -38,6 +38,30 @@ fn image_error(files: &[&std::path::Path], message: String) -> crate::unit::Unit
 }
 
 impl Supervisor {
+    /// Env files and secrets of every unit, and those an invalid unit could
+    /// not read (creating them must bring it up).
+    fn watch_inputs(&mut self, desired: &BTreeMap<String, Outcome>) {
+        let mut files = Vec::new();
+        for outcome in desired.values() {
+            match outcome {
+                Outcome::Valid(unit) => {
+                    files.extend(unit.env_file.iter().cloned());
+                    files.extend(unit.secrets.iter().map(|s| s.source.clone()));
+                }
+                Outcome::Invalid(error)
+                    if matches!(error.field.as_str(), "env_file" | "secrets") =>
+                {
+                    files.push(error.file.clone());
+                }
+                _ => {}
+            }
+        }
+        // New watches may have missed a change made since the files were
+        // read: a changed watch set reads them once more.
+        let changed = self.watcher.watch_inputs(files);
+        self.after_watch(changed);
+    }
+
     pub(super) fn reload(&mut self) {
         self.warn_misnamed();
         let loaded = load_dirs(&self.options.units_dirs, Some(&self.host));
@@ -53,6 +77,7 @@ impl Supervisor {
             .iter()
             .map(|(name, (source, _, _))| (name.clone(), source.clone()))
             .collect();
+        self.watch_inputs(&desired);
         self.resolve_images(&mut desired, &origins);
         let held = self.held_claims(&desired);
         self.claims_refused = claims::refuse_conflicts(&mut desired, &held, &sources) > 0;

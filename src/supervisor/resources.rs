@@ -19,11 +19,35 @@ impl Supervisor {
         };
         let previous = entry.unit.as_ref().map(|u| u.resources.clone());
         let resources_changed = previous.as_ref() != Some(&unit.resources);
+        let rules_changed = entry
+            .unit
+            .as_ref()
+            .is_some_and(|u| u.device_rules != unit.device_rules);
         let resources = unit.resources.clone();
+        let devices = (unit.devices.clone(), unit.device_rules.clone());
         entry.adopt(unit, super::monotonic_now());
         let Some(run) = entry.run.as_ref() else {
             return;
         };
+        if rules_changed {
+            let result = crate::runtime::cgroup::device_rules(&devices.0, &devices.1)
+                .and_then(|rules| run.cgroup.set_devices(&rules));
+            match result {
+                Ok(()) => log::info!(
+                    "{name}: device rules updated without restart (pid {})",
+                    run.pid
+                ),
+                Err(e) => {
+                    log::error!("{name}: cannot apply the new device rules: {e}");
+                    entry.machine.live_update(Err(e.to_string()));
+                    return;
+                }
+            }
+            if !resources_changed {
+                entry.machine.live_update(Ok(()));
+                return;
+            }
+        }
         if !resources_changed {
             log::info!("{name}: unit changed, applied without restart");
             return;

@@ -2,13 +2,15 @@
 //! watched (a file watch would follow the old inode after an editor's
 //! rename); each unit directory, each `NAME.yaml.d` inside it, and for a
 //! directory that does not exist yet its nearest existing ancestor, so that
-//! creating it later is noticed. Any relevant event only schedules a
-//! reconcile, which reads the directories whole.
+//! creating it later is noticed. The directories of the files units read
+//! besides themselves (env files, secrets) are watched the same way, for
+//! those files' names. Any relevant event only schedules a reconcile,
+//! which reads the directories whole.
 
 use crate::unit::loader::{dropin_dir_unit, is_dropin_name};
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
-use std::collections::{BTreeMap, HashMap};
-use std::ffi::OsStr;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
@@ -17,13 +19,17 @@ use std::path::{Path, PathBuf};
 enum Role {
     UnitDir,
     DropinDir,
-    /// An existing ancestor of a missing unit directory.
+    /// Holds an env file or secret (and no unit files).
+    InputDir,
+    /// An existing ancestor of a missing unit or input directory.
     Ancestor,
 }
 
 pub struct UnitWatcher {
     inotify: Inotify,
     dirs: Vec<PathBuf>,
+    /// Files units read, by directory.
+    inputs: BTreeMap<PathBuf, BTreeSet<OsString>>,
     watches: HashMap<PathBuf, (WatchDescriptor, Role)>,
     paths: HashMap<WatchDescriptor, PathBuf>,
     /// A watch could not be added (the directory changed under us) and the
@@ -58,6 +64,7 @@ impl UnitWatcher {
         let mut watcher = UnitWatcher {
             inotify: Inotify::init()?,
             dirs: dirs.to_vec(),
+            inputs: BTreeMap::new(),
             watches: HashMap::new(),
             paths: HashMap::new(),
             incomplete: false,
@@ -65,6 +72,25 @@ impl UnitWatcher {
         // The first reconcile reads everything anyway.
         watcher.sync();
         Ok(watcher)
+    }
+
+    /// Follows these files (env files, secrets) from now on. Returns
+    /// whether the watch set changed.
+    pub fn watch_inputs(&mut self, files: impl IntoIterator<Item = PathBuf>) -> bool {
+        let mut inputs: BTreeMap<PathBuf, BTreeSet<OsString>> = BTreeMap::new();
+        for file in files {
+            if let (Some(dir), Some(name)) = (file.parent(), file.file_name()) {
+                inputs
+                    .entry(dir.to_path_buf())
+                    .or_default()
+                    .insert(name.to_os_string());
+            }
+        }
+        if inputs == self.inputs {
+            return false;
+        }
+        self.inputs = inputs;
+        self.sync()
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -124,8 +150,17 @@ impl UnitWatcher {
             return false;
         };
         let Some(name) = name else { return false };
-        // A directory on the way to a unit directory appeared or went.
-        if self.dirs.iter().any(|d| d.starts_with(dir.join(name))) {
+        // A directory on the way to a unit or input directory appeared or
+        // went.
+        let on_the_way = |d: &PathBuf| d.starts_with(dir.join(name));
+        if self.dirs.iter().any(on_the_way) || self.inputs.keys().any(on_the_way) {
+            return true;
+        }
+        if self
+            .inputs
+            .get(dir)
+            .is_some_and(|names| names.contains(name))
+        {
             return true;
         }
         let Some(name) = name.to_str() else {
@@ -139,7 +174,7 @@ impl UnitWatcher {
             // A misnamed `*.yaml` too: the reconcile warns about it.
             Role::UnitDir => is_dropin_name(name) || dropin_dir_unit(name).is_some(),
             Role::DropinDir => is_dropin_name(name),
-            Role::Ancestor => false,
+            Role::InputDir | Role::Ancestor => false,
         }
     }
 
@@ -246,6 +281,17 @@ impl UnitWatcher {
                 continue;
             }
             if let Some(ancestor) = nearest_existing_ancestor(dir) {
+                wanted.entry(ancestor).or_insert(Role::Ancestor);
+            }
+        }
+        for dir in self.inputs.keys() {
+            if dir.is_dir() {
+                // A unit directory's mask covers its files already; an
+                // ancestor's does not.
+                if !matches!(wanted.get(dir), Some(Role::UnitDir | Role::DropinDir)) {
+                    wanted.insert(dir.clone(), Role::InputDir);
+                }
+            } else if let Some(ancestor) = nearest_existing_ancestor(dir) {
                 wanted.entry(ancestor).or_insert(Role::Ancestor);
             }
         }

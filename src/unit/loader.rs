@@ -102,8 +102,11 @@ fn load_unit(
         }
     }
     match parse_layers(name, &layers) {
-        Ok((unit, text)) => match host.map_or(Ok(()), |host| check_host(&unit, host)) {
-            Ok(()) => (Outcome::Valid(Box::new(unit)), Some(text)),
+        Ok((mut unit, text)) => match host.map_or(Ok(()), |host| check_host(&unit, host)) {
+            Ok(()) => match read_inputs(&mut unit) {
+                Ok(()) => (Outcome::Valid(Box::new(unit)), Some(text)),
+                Err(error) => (Outcome::Invalid(error), None),
+            },
             Err((field, message)) => {
                 let error = UnitError {
                     file: path.to_path_buf(),
@@ -117,6 +120,50 @@ fn load_unit(
         },
         Err(e) => (Outcome::Invalid(e), None),
     }
+}
+
+/// The files a unit names besides itself: env files (merged into `env`
+/// under the unit's own variables), secrets (only their digest goes into
+/// the unit) and the zone file. Errors name the file they are about.
+fn read_inputs(unit: &mut Unit) -> Result<(), UnitError> {
+    use crate::files::{read_regular, read_text, Links, MAX_FILE_BYTES};
+    let fail = |file: &Path, line: usize, field: &str, message: String| UnitError {
+        file: file.to_path_buf(),
+        line,
+        column: usize::from(line > 0),
+        field: field.to_string(),
+        message,
+    };
+    let mut from_files = BTreeMap::new();
+    for file in &unit.env_file {
+        let text = read_text(file, Links::Follow, MAX_FILE_BYTES)
+            .map_err(|e| fail(file, 0, "env_file", e.to_string()))?;
+        let pairs = super::envfile::parse(&text)
+            .map_err(|(line, message)| fail(file, line, "env_file", message))?;
+        // A later file overrides an earlier one, as in systemd.
+        from_files.extend(pairs);
+    }
+    for (key, value) in from_files {
+        unit.env.entry(key).or_insert(value);
+    }
+    for secret in &mut unit.secrets {
+        let bytes = read_regular(&secret.source, Links::Follow, MAX_FILE_BYTES)
+            .map_err(|e| fail(&secret.source, 0, "secrets", e.to_string()))?;
+        use sha2::Digest;
+        secret.digest = format!("sha256:{:x}", sha2::Sha256::digest(&bytes));
+    }
+    if let Some(zone) = &unit.timezone {
+        let file = zone.zone_file();
+        if !file.is_file() {
+            return Err(fail(
+                &file,
+                0,
+                "timezone",
+                "no such zone file on the host (is tzdata installed?)".to_string(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A unit file or drop-in: a regular file (or a link to one) of at most

@@ -3,8 +3,10 @@
 pub mod addressing;
 mod depth;
 mod dropin;
+pub mod envfile;
 pub mod health;
 pub mod host;
+pub mod inputs;
 pub mod loader;
 mod network;
 pub mod quantity;
@@ -69,6 +71,21 @@ pub struct Unit {
     /// notify units: WATCHDOG=1 must come at least this often.
     #[serde(default)]
     pub watchdog: Option<Duration>,
+    /// Host device nodes made inside the container, and allowed in its
+    /// device cgroup.
+    #[serde(default)]
+    pub devices: Vec<inputs::Device>,
+    /// More device cgroup rules (hot-plugged devices by number).
+    #[serde(default)]
+    pub device_rules: Vec<inputs::DeviceRule>,
+    /// systemd-style env files; the loader has merged their variables
+    /// into `env` (the unit's own `env:` wins).
+    #[serde(default)]
+    pub env_file: Vec<PathBuf>,
+    #[serde(default)]
+    pub secrets: Vec<inputs::Secret>,
+    #[serde(default)]
+    pub timezone: Option<inputs::Timezone>,
 }
 
 /// A unit's `image:` and what it leaves to the image's config.

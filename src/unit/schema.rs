@@ -39,6 +39,11 @@ pub struct RawUnit {
     pub security: Option<RawSecurity>,
     pub health: Option<super::health::RawHealth>,
     pub watchdog: Option<Span>,
+    pub devices: Option<Vec<super::inputs::RawDevice>>,
+    pub device_rules: Option<Vec<super::inputs::RuleText>>,
+    pub env_file: Option<Vec<AbsPath>>,
+    pub secrets: Option<Vec<super::inputs::RawSecret>>,
+    pub timezone: Option<super::inputs::TimezoneText>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -376,7 +381,7 @@ pub struct AbsPath(pub PathBuf);
 scalar_deserialize!(AbsPath, AbsPath::parse);
 
 impl AbsPath {
-    fn parse(value: &str) -> Result<Self, String> {
+    pub(super) fn parse(value: &str) -> Result<Self, String> {
         let path = PathBuf::from(value);
         if !path.is_absolute() {
             return Err(format!("path {value:?} must be absolute"));

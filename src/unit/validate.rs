@@ -203,6 +203,23 @@ impl Checker<'_> {
                 }
                 (Some(span), true) => Some(span.0),
             },
+            devices: super::inputs::devices(raw.devices.unwrap_or_default())
+                .map_err(|(field, message)| self.fail(&field, message))?,
+            device_rules: raw
+                .device_rules
+                .unwrap_or_default()
+                .into_iter()
+                .map(|rule| rule.0)
+                .collect(),
+            env_file: raw
+                .env_file
+                .unwrap_or_default()
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
+            secrets: super::inputs::secrets(raw.secrets.unwrap_or_default())
+                .map_err(|(field, message)| self.fail(&field, message))?,
+            timezone: raw.timezone.map(|t| t.0),
         })
     }
 

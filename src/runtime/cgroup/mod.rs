@@ -6,9 +6,13 @@
 //! writes the root's subtree_control on v2, sleeps in delete(), and brings
 //! ~57 crates. What supd needs is a few dozen file writes with read-back.
 
+mod device_bpf;
+mod devices;
 mod leftovers;
 mod limits;
 mod stats;
+
+pub use devices::unit_rules as device_rules;
 
 pub use leftovers::Leftover;
 pub use limits::{plan_writes, Check, Write};
@@ -59,21 +63,6 @@ pub const V1_CONTROLLERS: [&str; 8] = [
 /// systemd inside) are its own and go with it.
 const NAMED_HIERARCHIES: [&str; 2] = ["systemd", "unified"];
 
-/// The devices a container may open (v1 devices cgroup): null, zero, full,
-/// random, urandom, tty, console, ptmx and its own pseudo-terminals. Even
-/// with CAP_MKNOD it cannot use a node for a disk it creates. (cgroup v2 has
-/// no devices file: the equivalent is a BPF_CGROUP_DEVICE program.)
-const DEVICE_ALLOWLIST: [&str; 9] = [
-    "c 1:3 rwm",
-    "c 1:5 rwm",
-    "c 1:7 rwm",
-    "c 1:8 rwm",
-    "c 1:9 rwm",
-    "c 5:0 rwm",
-    "c 5:1 rwm",
-    "c 5:2 rwm",
-    "c 136:* rwm",
-];
 /// The v2 controllers supd enables for its containers.
 const V2_CONTROLLERS: [&str; 5] = ["cpuset", "cpu", "io", "memory", "pids"];
 
@@ -187,7 +176,7 @@ impl Cgroups {
                     inherit_cpuset(&root.join("cpuset"), dir)?;
                     write(&dir.join("cgroup.clone_children"), "1")?;
                 }
-                "devices" => restrict_devices(dir)?,
+                "devices" => restrict_parent_devices(dir)?,
                 _ => {}
             }
         }
@@ -220,8 +209,9 @@ impl Cgroups {
     }
 
     /// Creates the container's cgroup(s), empty of processes. A new v1
-    /// cgroup inherits the parent's cpuset (clone_children) and device
-    /// rules; one left over from an earlier run gets them written.
+    /// cgroup inherits the parent's cpuset (clone_children); one left over
+    /// from an earlier run gets it written. Device rules come with
+    /// `set_devices`.
     pub fn create(&self, name: &str) -> Result<Cgroup, CgroupError> {
         let mut dirs = Vec::with_capacity(self.parents.len());
         let mut fresh = true;
@@ -231,9 +221,6 @@ impl Cgroups {
             fresh &= created;
             if *controller == "cpuset" && !created {
                 inherit_cpuset(parent, &dir)?;
-            }
-            if *controller == "devices" && !created {
-                restrict_devices(&dir)?;
             }
             dirs.push((*controller, dir));
         }
@@ -312,22 +299,23 @@ fn inherit_cpuset(parent: &Path, dir: &Path) -> Result<(), CgroupError> {
     Ok(())
 }
 
-/// v1 devices: nothing but the nodes of the container's minimal /dev.
-/// Skipped where the rules are in place already, as on a parent an earlier
-/// supd configured: the kernel refuses `deny a` while a child is online,
-/// and a child removed a moment ago goes offline asynchronously.
-fn restrict_devices(dir: &Path) -> Result<(), CgroupError> {
+/// v1 devices: supd's parent holds no process; it must allow at least
+/// Docker's default set, which each new container cgroup inherits at
+/// mkdir. A parent that allows everything (fresh) is closed first; one an
+/// earlier supd configured keeps what it allows, as `deny a` is refused
+/// while a child is online (an adopted container, or one removed a moment
+/// ago that goes offline asynchronously).
+fn restrict_parent_devices(dir: &Path) -> Result<(), CgroupError> {
     let current = read(&dir.join("devices.list"))?;
-    let mut rules: Vec<&str> = current.lines().map(str::trim).collect();
-    rules.sort_unstable();
-    let mut wanted = DEVICE_ALLOWLIST.to_vec();
-    wanted.sort_unstable();
-    if rules == wanted {
-        return Ok(());
+    let open = current.lines().any(|l| l.trim() == "a *:* rwm");
+    if open {
+        write(&dir.join("devices.deny"), "a")?;
     }
-    write(&dir.join("devices.deny"), "a")?;
-    for rule in DEVICE_ALLOWLIST {
-        write(&dir.join("devices.allow"), rule)?;
+    for rule in crate::unit::inputs::DEFAULT_DEVICE_RULES {
+        let rule = rule.to_string();
+        if open || !current.lines().any(|l| l.trim() == rule) {
+            write(&dir.join("devices.allow"), &rule)?;
+        }
     }
     Ok(())
 }
@@ -402,6 +390,26 @@ impl Cgroup {
             .custom_flags(libc::O_DIRECTORY)
             .open(self.dir("")?)
             .ok()
+    }
+
+    /// Makes `rules` (from `device_rules`) the devices the container may
+    /// open and create: v1 devices files, or a BPF program on v2. Hybrid
+    /// hosts have the v1 controller, whose rules the kernel checks.
+    pub fn set_devices(
+        &self,
+        rules: &[crate::unit::inputs::DeviceRule],
+    ) -> Result<(), CgroupError> {
+        match self.layout {
+            Layout::V2 => match self.dir("") {
+                Some(dir) => devices::apply_v2(dir, rules),
+                None => Ok(()),
+            },
+            Layout::V1 { .. } => match self.dir("devices") {
+                Some(dir) => devices::apply_v1(dir, rules),
+                // No devices controller mounted: nothing to enforce with.
+                None => Ok(()),
+            },
+        }
     }
 
     /// Moves a process (and so everything it will fork) into the cgroup.

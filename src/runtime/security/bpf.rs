@@ -15,15 +15,15 @@ const JMP_JA: u16 = 0x05;
 const JMP_JEQ_K: u16 = 0x15;
 const JMP_JGE_K: u16 = 0x35;
 const JMP_JSET_K: u16 = 0x45;
+#[cfg(test)]
 const ALU_AND_K: u16 = 0x54;
 const RET_K: u16 = 0x06;
-/// `seccomp_data.args[i]` starts at 16 + 8 i; on x86_64 its low half first.
+/// `seccomp_data.args[i]` starts at 16 + 8 i; on the little-endian
+/// targets supd supports its low half first.
 const DATA_ARGS: u32 = 16;
 
 const DATA_NR: u32 = 0;
 const DATA_ARCH: u32 = 4;
-/// EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE
-const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
 /// x32 syscalls carry this bit; the arch check cannot tell them apart, so
 /// they are refused before any per-syscall decision.
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
@@ -49,13 +49,6 @@ pub enum Verdict {
 pub enum ArgCheck {
     /// Any bit of `mask` is set.
     AnyBit { arg: u8, mask: u32, action: u32 },
-    /// The argument masked with `mask` is one of `values`.
-    MaskedIn {
-        arg: u8,
-        mask: u32,
-        values: Vec<u32>,
-        action: u32,
-    },
 }
 
 /// Leaves compare this many numbers one by one: about as fast as another
@@ -75,32 +68,65 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
     sock_filter { code, jt, jf, k }
 }
 
-/// A filter for x86_64: `actions[nr]` for the listed syscalls, `otherwise`
-/// for the rest; another architecture kills the process, an x32 syscall
-/// gets EPERM.
-pub fn syscall_map(actions: &BTreeMap<u32, u32>, otherwise: u32) -> Result<BpfProgram, String> {
-    let verdicts = actions
-        .iter()
-        .map(|(nr, action)| (*nr, Verdict::Always(*action)))
-        .collect();
-    syscall_verdicts(&verdicts, otherwise)
+/// One architecture's part of a filter: its AUDIT_ARCH_* value and what
+/// each of its syscall numbers gets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchVerdicts {
+    pub audit_arch: u32,
+    /// x86_64: x32 syscalls (numbers with X32_SYSCALL_BIT) come with the
+    /// same audit arch; they are refused with EPERM.
+    pub refuse_x32: bool,
+    pub verdicts: BTreeMap<u32, Verdict>,
 }
 
-/// As `syscall_map`, with argument checks for some syscalls.
-pub fn syscall_verdicts(
-    verdicts: &BTreeMap<u32, Verdict>,
-    otherwise: u32,
-) -> Result<BpfProgram, String> {
-    let mut program = vec![
-        statement(LD_W_ABS, DATA_ARCH),
-        jump(JMP_JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
-        statement(RET_K, RET_KILL_PROCESS),
-        statement(LD_W_ABS, DATA_NR),
-        jump(JMP_JGE_K, X32_SYSCALL_BIT, 0, 1),
-        statement(RET_K, ret_errno(libc::EPERM)),
-    ];
-    let entries: Vec<(u32, Verdict)> = verdicts.iter().map(|(nr, v)| (*nr, v.clone())).collect();
-    program.extend(tree(&entries, otherwise)?);
+impl ArchVerdicts {
+    /// Every listed number gets a plain action.
+    pub fn actions(audit_arch: u32, refuse_x32: bool, actions: &BTreeMap<u32, u32>) -> Self {
+        ArchVerdicts {
+            audit_arch,
+            refuse_x32,
+            verdicts: actions
+                .iter()
+                .map(|(nr, action)| (*nr, Verdict::Always(*action)))
+                .collect(),
+        }
+    }
+}
+
+/// A filter over `arches` (the target's own first, then its 32-bit
+/// compat ABI): each decides its numbers with its own search tree, where
+/// an unlisted number gets `otherwise`; another architecture kills the
+/// process.
+pub fn syscall_verdicts(arches: &[ArchVerdicts], otherwise: u32) -> Result<BpfProgram, String> {
+    let mut bodies = Vec::with_capacity(arches.len());
+    for arch in arches {
+        let mut body = vec![statement(LD_W_ABS, DATA_NR)];
+        if arch.refuse_x32 {
+            body.push(jump(JMP_JGE_K, X32_SYSCALL_BIT, 0, 1));
+            body.push(statement(RET_K, ret_errno(libc::EPERM)));
+        }
+        let entries: Vec<(u32, Verdict)> = arch
+            .verdicts
+            .iter()
+            .map(|(nr, v)| (*nr, v.clone()))
+            .collect();
+        body.extend(tree(&entries, otherwise)?);
+        bodies.push(body);
+    }
+    // The dispatch: per arch a test and a long jump to its body.
+    let mut program = vec![statement(LD_W_ABS, DATA_ARCH)];
+    let dispatch_len = 2 * arches.len() + 1;
+    let mut body_start = dispatch_len + 1;
+    for (index, (arch, body)) in arches.iter().zip(&bodies).enumerate() {
+        program.push(jump(JMP_JEQ_K, arch.audit_arch, 0, 1));
+        // From after this JA (at 1 + 2 index + 1) to the body's start.
+        let here = 2 * index + 3;
+        let skip = u32::try_from(body_start - here).map_err(|e| e.to_string())?;
+        program.push(statement(JMP_JA, skip));
+        body_start += body.len();
+    }
+    program.push(statement(RET_K, RET_KILL_PROCESS));
+    program.extend(bodies.into_iter().flatten());
     if program.len() > libc::BPF_MAXINSNS as usize {
         return Err(format!(
             "seccomp filter too long ({} instructions)",
@@ -180,31 +206,23 @@ fn argument_checks(check: &ArgCheck, otherwise: u32) -> Vec<sock_filter> {
             statement(RET_K, *action),
             statement(RET_K, otherwise),
         ],
-        ArgCheck::MaskedIn {
-            arg,
-            mask,
-            values,
-            action,
-        } => {
-            let n = values.len() as u8;
-            let mut code = vec![load(*arg), statement(ALU_AND_K, *mask)];
-            // From value check i, the `action` return is n - i + 1 on.
-            code.extend(
-                values
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| jump(JMP_JEQ_K, *v, n - i as u8, 0)),
-            );
-            code.push(statement(RET_K, otherwise));
-            code.push(statement(RET_K, *action));
-            code
-        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The audit values of x86_64 and i386, as test data.
+    const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+    const AUDIT_ARCH_I386: u32 = 3 | 0x4000_0000;
+
+    fn syscall_map(actions: &BTreeMap<u32, u32>, otherwise: u32) -> Result<BpfProgram, String> {
+        syscall_verdicts(
+            &[ArchVerdicts::actions(AUDIT_ARCH_X86_64, true, actions)],
+            otherwise,
+        )
+    }
 
     /// Runs the subset of classic BPF that `syscall_map` emits: the action
     /// and how many instructions it took.
@@ -270,7 +288,7 @@ mod tests {
                 run(&program, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT | 3),
                 ret_errno(libc::EPERM)
             );
-            assert_eq!(run(&program, 0x4000_0003, 3), RET_KILL_PROCESS);
+            assert_eq!(run(&program, AUDIT_ARCH_I386, 3), RET_KILL_PROCESS);
         }
     }
 
@@ -303,15 +321,6 @@ mod tests {
             ),
             (7, Verdict::Always(ret_errno(38))),
             (
-                9,
-                Verdict::Check(ArgCheck::MaskedIn {
-                    arg: 2,
-                    mask: 0xf0,
-                    values: vec![0x10, 0x20],
-                    action: eperm,
-                }),
-            ),
-            (
                 11,
                 Verdict::Check(ArgCheck::AnyBit {
                     arg: 1,
@@ -320,17 +329,49 @@ mod tests {
                 }),
             ),
         ]);
-        let program = syscall_verdicts(&verdicts, RET_ALLOW).unwrap();
+        let program = syscall_verdicts(
+            &[ArchVerdicts {
+                audit_arch: AUDIT_ARCH_X86_64,
+                refuse_x32: true,
+                verdicts,
+            }],
+            RET_ALLOW,
+        )
+        .unwrap();
         let run = |nr, args| run_with_args(&program, AUDIT_ARCH_X86_64, nr, args).0;
         assert_eq!(run(2, [0; 6]), eperm);
         assert_eq!(run(3, [0xff; 6]), RET_ALLOW);
         assert_eq!(run(5, [0x10, 0, 0, 0, 0, 0]), eperm);
         assert_eq!(run(5, [0x0f, 0xff, 0, 0, 0, 0]), RET_ALLOW);
         assert_eq!(run(7, [0; 6]), ret_errno(38));
-        assert_eq!(run(9, [0, 0, 0x2f, 0, 0, 0]), eperm);
-        assert_eq!(run(9, [0, 0, 0x1a, 0, 0, 0]), eperm);
-        assert_eq!(run(9, [0, 0, 0x3f, 0, 0, 0]), RET_ALLOW);
         assert_eq!(run(11, [0, 1, 0, 0, 0, 0]), eperm);
         assert_eq!(run(11, [1, 0, 0, 0, 0, 0]), RET_ALLOW);
+    }
+
+    #[test]
+    fn each_architecture_decides_with_its_own_numbers() {
+        let eperm = ret_errno(libc::EPERM);
+        // A long native tree, so that the compat body starts far away.
+        let native: BTreeMap<u32, u32> = (0..300).map(|i| (i * 2, eperm)).collect();
+        let compat = BTreeMap::from([(5, eperm)]);
+        let program = syscall_verdicts(
+            &[
+                ArchVerdicts::actions(AUDIT_ARCH_X86_64, true, &native),
+                ArchVerdicts::actions(AUDIT_ARCH_I386, false, &compat),
+            ],
+            RET_ALLOW,
+        )
+        .unwrap();
+        assert_eq!(run(&program, AUDIT_ARCH_X86_64, 4), eperm);
+        assert_eq!(run(&program, AUDIT_ARCH_X86_64, 5), RET_ALLOW);
+        assert_eq!(run(&program, AUDIT_ARCH_I386, 5), eperm);
+        assert_eq!(run(&program, AUDIT_ARCH_I386, 4), RET_ALLOW);
+        assert_eq!(
+            run(&program, AUDIT_ARCH_I386, X32_SYSCALL_BIT | 5),
+            RET_ALLOW,
+            "the x32 bit means nothing to i386"
+        );
+        assert_eq!(run(&program, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT | 5), eperm);
+        assert_eq!(run(&program, 0xC000_00B7, 4), RET_KILL_PROCESS);
     }
 }

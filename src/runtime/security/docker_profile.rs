@@ -4,10 +4,13 @@
 //! (or `name`).
 //! Argument conditions (`args`), capability conditions (`includes`,
 //! `excludes`), other actions and unknown syscall names are errors, never
-//! silently dropped. `architectures` must include SCMP_ARCH_X86_64.
+//! silently dropped. `architectures`, when given, must include the
+//! target's own (SCMP_ARCH_X86_64, say); its 32-bit compat architecture is
+//! covered when listed too (or when the list is absent), and killed
+//! otherwise, as libseccomp does.
 
-use super::bpf;
-use super::syscalls::{self, syscall_u32};
+use super::bpf::{self, ArchVerdicts};
+use super::syscalls;
 use seccompiler::{BpfProgram, SeccompAction};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -58,16 +61,16 @@ pub fn programs(path: &Path) -> Result<Vec<BpfProgram>, String> {
 
 pub fn parse(text: &str) -> Result<Vec<BpfProgram>, String> {
     let profile: Profile = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    if !profile.architectures.is_empty()
-        && !profile
-            .architectures
-            .iter()
-            .any(|a| a == "SCMP_ARCH_X86_64")
-    {
-        return Err("architectures does not include SCMP_ARCH_X86_64".into());
+    let listed = |name: &str| {
+        profile.architectures.is_empty() || profile.architectures.iter().any(|a| a == name)
+    };
+    let native = syscalls::native().name;
+    if !listed(native) {
+        return Err(format!("architectures does not include {native}"));
     }
+    let arches: Vec<&syscalls::Arch> = syscalls::ARCHES.iter().filter(|a| listed(a.name)).collect();
     let default = action(&profile.default_action, profile.default_errno_ret)?;
-    let mut actions = BTreeMap::new();
+    let mut actions = vec![BTreeMap::new(); arches.len()];
     for (index, rule) in profile.syscalls.iter().enumerate() {
         if !rule.args.is_empty() || !rule.includes.is_empty() || !rule.excludes.is_empty() {
             return Err(format!(
@@ -79,15 +82,26 @@ pub fn parse(text: &str) -> Result<Vec<BpfProgram>, String> {
             continue;
         }
         for name in rule.names.iter().chain(rule.name.iter()) {
-            let nr = syscalls::number(name)
-                .ok_or_else(|| format!("syscalls[{index}]: unknown syscall {name:?}"))?;
-            actions.insert(syscall_u32(nr)?, u32::from(rule_action.clone()));
+            if !syscalls::known(name) {
+                return Err(format!("syscalls[{index}]: unknown syscall {name:?}"));
+            }
+            // A syscall only some architectures have applies where it exists.
+            for (arch, actions) in arches.iter().zip(actions.iter_mut()) {
+                if let Some(nr) = arch.number(name) {
+                    actions.insert(nr, u32::from(rule_action.clone()));
+                }
+            }
         }
     }
-    if actions.is_empty() && default == SeccompAction::Allow {
+    if actions.iter().all(BTreeMap::is_empty) && default == SeccompAction::Allow {
         return Ok(Vec::new());
     }
-    Ok(vec![bpf::syscall_map(&actions, u32::from(default))?])
+    let arches: Vec<ArchVerdicts> = arches
+        .iter()
+        .zip(&actions)
+        .map(|(arch, actions)| ArchVerdicts::actions(arch.audit, arch.has_x32, actions))
+        .collect();
+    Ok(vec![bpf::syscall_verdicts(&arches, u32::from(default))?])
 }
 
 #[cfg(test)]
@@ -98,8 +112,19 @@ mod tests {
     fn accepts_the_subset_and_rejects_the_rest() {
         let deny = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["keyctl","bpf"],"action":"SCMP_ACT_ERRNO"}]}"#;
         assert_eq!(parse(deny).unwrap().len(), 1);
-        let allow = r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64"],"syscalls":[{"names":["read","write","exit_group"],"action":"SCMP_ACT_ALLOW"}]}"#;
-        assert_eq!(parse(allow).unwrap().len(), 1);
+        let native = syscalls::native().name;
+        let allow = format!(
+            r#"{{"defaultAction":"SCMP_ACT_ERRNO","architectures":["{native}"],"syscalls":[{{"names":["read","write","exit_group"],"action":"SCMP_ACT_ALLOW"}}]}}"#
+        );
+        assert_eq!(parse(&allow).unwrap().len(), 1);
+        let other = if native == "SCMP_ARCH_X86_64" {
+            "SCMP_ARCH_AARCH64"
+        } else {
+            "SCMP_ARCH_X86_64"
+        };
+        let foreign =
+            format!(r#"{{"defaultAction":"SCMP_ACT_ALLOW","architectures":["{other}"]}}"#);
+        assert!(parse(&foreign).unwrap_err().contains(native));
         let cases = [
             (
                 r#"{"defaultAction":"SCMP_ACT_KILL"}"#,
@@ -112,10 +137,6 @@ mod tests {
             (
                 r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["clone"],"action":"SCMP_ACT_ERRNO","args":[{"index":0}]}]}"#,
                 "args, includes and excludes are not supported",
-            ),
-            (
-                r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_AARCH64"]}"#,
-                "SCMP_ARCH_X86_64",
             ),
         ];
         for (text, want) in cases {

@@ -4,8 +4,8 @@
 //! by libseccomp, whose static build needs libseccomp.a and extra flags;
 //! seccompiler installs the result.
 
-use super::bpf::{self, ArgCheck, Verdict};
-use super::syscalls::syscall_u32;
+use super::bpf::{self, ArchVerdicts, ArgCheck, Verdict};
+use super::syscalls::ARCHES;
 use crate::unit::security::Seccomp;
 use seccompiler::BpfProgram;
 use std::collections::BTreeMap;
@@ -13,12 +13,17 @@ use std::collections::BTreeMap;
 /// Denied outright: kernel modules, kexec, reboot, clock and swap control,
 /// keyrings, BPF, perf, mounting, namespaces, tracing other processes, NUMA
 /// policy, quotas, accounting, io_uring (a known seccomp bypass surface).
+/// By name on every architecture that has the syscall (the 32-bit ones add
+/// `umount`, `stime` and the time64 clock calls).
 pub const DENIED: &[&str] = &[
     "acct",
     "add_key",
+    "bdflush",
     "bpf",
     "clock_adjtime",
+    "clock_adjtime64",
     "clock_settime",
+    "clock_settime64",
     "create_module",
     "delete_module",
     "finit_module",
@@ -60,17 +65,21 @@ pub const DENIED: &[&str] = &[
     "set_mempolicy",
     "setns",
     "settimeofday",
+    "stime",
     "swapoff",
     "swapon",
     "syslog",
     "sysfs",
     "_sysctl",
+    "umount",
     "umount2",
     "unshare",
     "uselib",
     "userfaultfd",
     "ustat",
     "vhangup",
+    "vm86",
+    "vm86old",
 ];
 
 /// clone() may not create namespaces (Docker's rule for the default caps).
@@ -94,45 +103,52 @@ pub fn programs(profile: &Seccomp) -> Result<Vec<BpfProgram>, String> {
 }
 
 fn default_programs(allow: &[String]) -> Result<Vec<BpfProgram>, String> {
+    let arches: Vec<ArchVerdicts> = ARCHES
+        .iter()
+        .map(|arch| ArchVerdicts {
+            audit_arch: arch.audit,
+            refuse_x32: arch.has_x32,
+            verdicts: default_verdicts(allow, |name| arch.number(name)),
+        })
+        .collect();
+    Ok(vec![bpf::syscall_verdicts(&arches, bpf::RET_ALLOW)?])
+}
+
+/// One architecture's verdicts; `number` is None for a syscall it lacks.
+fn default_verdicts(
+    allow: &[String],
+    number: impl Fn(&str) -> Option<u32>,
+) -> BTreeMap<u32, Verdict> {
     let eperm = bpf::ret_errno(libc::EPERM);
     let mut verdicts = BTreeMap::new();
     for name in DENIED
         .iter()
         .filter(|name| !allow.iter().any(|a| a == *name))
     {
-        let nr = super::syscalls::number(name).ok_or_else(|| format!("unknown syscall {name}"))?;
-        verdicts.insert(syscall_u32(nr)?, Verdict::Always(eperm));
+        if let Some(nr) = number(name) {
+            verdicts.insert(nr, Verdict::Always(eperm));
+        }
     }
     // clone3 passes its flags in memory, out of a filter's reach: answer
     // ENOSYS so that the C library falls back to clone, which is checked.
-    verdicts.insert(
-        syscall_u32(libc::SYS_clone3)?,
-        Verdict::Always(bpf::ret_errno(libc::ENOSYS)),
-    );
+    if let Some(nr) = number("clone3") {
+        verdicts.insert(nr, Verdict::Always(bpf::ret_errno(libc::ENOSYS)));
+    }
     let namespaces = NAMESPACE_FLAGS
         .iter()
         .fold(0, |mask, flag| mask | *flag as u32);
-    verdicts.insert(
-        syscall_u32(libc::SYS_clone)?,
-        Verdict::Check(ArgCheck::AnyBit {
-            arg: 0,
-            mask: namespaces,
-            action: eperm,
-        }),
-    );
-    // Device nodes: cgroup v2 has no devices file, so without this a
-    // container with CAP_MKNOD could make a node for a host disk and open
-    // it. FIFOs and sockets stay allowed.
-    for (syscall, mode_arg) in [(libc::SYS_mknod, 1), (libc::SYS_mknodat, 2)] {
-        let devices = Verdict::Check(ArgCheck::MaskedIn {
-            arg: mode_arg,
-            mask: libc::S_IFMT,
-            values: vec![libc::S_IFBLK, libc::S_IFCHR],
-            action: eperm,
-        });
-        verdicts.insert(syscall_u32(syscall)?, devices);
+    // The flags are clone's first argument on every supported architecture.
+    if let Some(nr) = number("clone") {
+        verdicts.insert(
+            nr,
+            Verdict::Check(ArgCheck::AnyBit {
+                arg: 0,
+                mask: namespaces,
+                action: eperm,
+            }),
+        );
     }
-    Ok(vec![bpf::syscall_verdicts(&verdicts, bpf::RET_ALLOW)?])
+    verdicts
 }
 
 // `install` hands seccompiler's instructions to the kernel as libc's.
@@ -171,4 +187,34 @@ pub fn install(programs: &[BpfProgram]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod arch_tests {
+    use super::super::syscalls::{aarch64, arm, i386, x86_64};
+
+    /// A name that no table has would be a typo, denying nothing.
+    #[test]
+    fn every_denied_name_is_a_syscall_of_some_architecture() {
+        let tables = [
+            x86_64::SYSCALLS,
+            i386::SYSCALLS,
+            aarch64::SYSCALLS,
+            arm::SYSCALLS,
+        ];
+        for name in super::DENIED.iter().chain(&["clone", "clone3"]) {
+            assert!(
+                tables.iter().any(|t| t.iter().any(|(n, _)| n == name)),
+                "{name}"
+            );
+        }
+        // Those every architecture has.
+        for name in [
+            "mount", "bpf", "unshare", "setns", "clone", "clone3", "ptrace",
+        ] {
+            for table in tables {
+                assert!(table.iter().any(|(n, _)| *n == name), "{name}");
+            }
+        }
+    }
 }

@@ -80,7 +80,7 @@ fn errors_name_file_line_column_and_field() {
         ),
         (
             "rootfs: /r\nexec: [/x]\nexcec: [/y]\n",
-            format!("{f}:3:1: unknown field `excec`, expected one of `description`, `enabled`, `rootfs`, `volatile`, `layers`, `image`, `args`, `readonly_rootfs`, `exec`, `env`, `workdir`, `user`, `hostname`, `init`, `restart`, `stop`, `mounts`, `logging`, `network`, `depends_on`, `notify`, `start_timeout`, `resources`, `sysctls`, `security`, `health`, `watchdog` (did you mean `exec`?)"),
+            format!("{f}:3:1: unknown field `excec`, expected one of `description`, `enabled`, `rootfs`, `volatile`, `layers`, `image`, `args`, `readonly_rootfs`, `exec`, `env`, `workdir`, `user`, `hostname`, `init`, `restart`, `stop`, `mounts`, `logging`, `network`, `depends_on`, `notify`, `start_timeout`, `resources`, `sysctls`, `security`, `health`, `watchdog`, `devices`, `device_rules`, `env_file`, `secrets`, `timezone` (did you mean `exec`?)"),
         ),
         (
             "rootfs: /r\nexec: [/x]\nrestart:\n  delay: 10x\n",
