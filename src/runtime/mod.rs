@@ -3,7 +3,9 @@
 //! in the init stage (`setup`), a fresh exec of the supd binary inside the new
 //! namespaces.
 
+mod boot;
 pub mod cgroup;
+pub mod console;
 mod devnodes;
 pub mod enter;
 pub mod inputs;

@@ -23,7 +23,7 @@ pub(super) fn mount_step(
         .map_err(|e| SetupError::new(step, Some(target), io::Error::from(e)))
 }
 
-fn mkdir(step: &str, path: &Path, mode: u32) -> Result<(), SetupError> {
+pub(super) fn mkdir_step(step: &str, path: &Path, mode: u32) -> Result<(), SetupError> {
     match fs::DirBuilder::new()
         .recursive(true)
         .mode(mode)
@@ -75,7 +75,7 @@ pub fn assemble(spec: &Spec) -> Result<PathBuf, SetupError> {
         Some("mode=0700"),
     )?;
     let root = spec.staging.join("root");
-    mkdir("staging", &root, 0o755)?;
+    mkdir_step("staging", &root, 0o755)?;
     let upper_base = match (&unit.rootfs, unit.volatile) {
         (Some(rootfs), Volatile::No) => {
             mount_step(
@@ -93,8 +93,8 @@ pub fn assemble(spec: &Spec) -> Result<PathBuf, SetupError> {
     };
     let upper = upper_base.join("upper");
     let work = upper_base.join("work");
-    mkdir("overlay", &upper, 0o755)?;
-    mkdir("overlay", &work, 0o700)?;
+    mkdir_step("overlay", &upper, 0o755)?;
+    mkdir_step("overlay", &work, 0o700)?;
     let mut options = String::from("lowerdir=");
     for (index, lower) in lowers.iter().enumerate() {
         if index > 0 {
@@ -308,7 +308,7 @@ pub fn mount_dev(root: &Path) -> Result<(), SetupError> {
         mount_step(&step, Some(&host), &node, None, MsFlags::MS_BIND, None)?;
     }
     let pts = dev.join("pts");
-    mkdir("devpts", &pts, 0o755)?;
+    mkdir_step("devpts", &pts, 0o755)?;
     mount_step(
         "devpts",
         Some(Path::new("devpts")),
@@ -318,7 +318,7 @@ pub fn mount_dev(root: &Path) -> Result<(), SetupError> {
         Some("newinstance,ptmxmode=0666,mode=0620"),
     )?;
     let shm = dev.join("shm");
-    mkdir("shm", &shm, 0o1777)?;
+    mkdir_step("shm", &shm, 0o1777)?;
     mount_step(
         "shm",
         Some(Path::new("shm")),

@@ -35,6 +35,9 @@ pub struct Spec {
     /// The unit's secrets, read by supd.
     #[serde(default)]
     pub secrets: Vec<super::inputs::SecretFile>,
+    /// `boot`: the host pty slave that becomes /dev/console.
+    #[serde(default)]
+    pub console: Option<PathBuf>,
 }
 
 /// A failed setup step, as supd reports it: "mount /data: No such file...".
@@ -235,8 +238,15 @@ fn prepare_root(spec: &Spec) -> Result<Option<String>, SetupError> {
     rootfs::make_private()?;
     let root = rootfs::assemble(spec)?;
     rootfs::mount_proc_sys(&root)?;
-    rootfs::mount_cgroupfs(&root)?;
+    if unit.boot {
+        super::boot::mount_cgroups(&root)?;
+    } else {
+        rootfs::mount_cgroupfs(&root)?;
+    }
     rootfs::mount_dev(&root)?;
+    if unit.boot {
+        super::boot::prepare(&root, spec.console.as_deref())?;
+    }
     super::devnodes::make_nodes(&root, &unit.devices, unit.security.user_namespace.is_some())?;
     // After /dev and /proc: a mount whose target is under them would be
     // hidden by their fresh file systems otherwise.

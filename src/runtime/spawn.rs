@@ -48,6 +48,8 @@ pub struct Spawned {
     pub report: File,
     /// Read end of the workload's stdout and stderr.
     pub output: File,
+    /// `boot`: the container's /dev/console.
+    pub console: Option<super::console::Console>,
 }
 
 /// Secrets are read at each start, by supd: a user namespace's root may
@@ -91,7 +93,19 @@ pub fn spawn(
         path: staging.clone(),
         source,
     })?;
+    let console = match unit.boot {
+        true => Some(
+            super::console::open(id_maps.map(IdMaps::root_on_host)).map_err(|source| {
+                SpawnError::Prepare {
+                    path: "/dev/ptmx".into(),
+                    source,
+                }
+            })?,
+        ),
+        false => None,
+    };
     let spec = Spec {
+        console: console.as_ref().map(|c| c.path.clone()),
         unit: unit.clone(),
         staging,
         state_dir: dirs.unit_state(&unit.name),
@@ -187,6 +201,7 @@ pub fn spawn(
         pidfd,
         report: File::from(report_read),
         output: File::from(output_read),
+        console,
     })
 }
 

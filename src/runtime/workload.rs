@@ -125,8 +125,32 @@ fn environment(unit: &Unit, credentials: &Credentials) -> Vec<(String, String)> 
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
+    if unit.boot {
+        // systemd takes its machine ID from it on a first boot.
+        env.insert("container_uuid".to_string(), container_uuid(&unit.name));
+    }
     env.extend(unit.env.clone());
     env.into_iter().collect()
+}
+
+/// The same for every start of a unit, so that a system container keeps
+/// its machine ID: a name-based (version 5 style) UUID from its name.
+fn container_uuid(name: &str) -> String {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(format!("supd container {name}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&hash[..16]);
+    bytes[6] = (bytes[6] & 0x0f) | 0x50;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 /// Like execvp: a name without '/' is looked up in the container's PATH.

@@ -116,6 +116,7 @@ impl Supervisor {
         let exit_token = self.register(pidfd.as_fd(), Source::Exit(name.to_string()));
         let now = monotonic_now();
         entry.run = Some(Run {
+            console: None,
             pid: nix::unistd::Pid::from_raw(run.pid),
             pidfd,
             started: now,

@@ -35,6 +35,8 @@ pub struct Run {
     pub network: Option<NetPlan>,
     /// The unit's NOTIFY_SOCKET (host side), with `notify: true`.
     pub notify: Option<(std::os::unix::net::UnixDatagram, u64)>,
+    /// `boot`: the container's /dev/console (not kept over a supd restart).
+    pub console: Option<super::console::ConsoleRun>,
 }
 
 impl Run {

@@ -131,6 +131,10 @@ impl Supervisor {
             ),
             None => None,
         };
+        if let (true, Some(maps)) = (unit.boot, &id_maps) {
+            let (uid, gid) = maps.root_on_host();
+            cgroup.delegate(uid, gid)?;
+        }
         let container_unit = match unit.notify.then(|| self.open_notify(name)).transpose()? {
             Some((socket, token, dir)) => {
                 prepared.notify = Some((socket, token));
@@ -179,6 +183,10 @@ impl Supervisor {
         let spawned = spawned?;
         let report_token = self.register(spawned.report.as_fd(), Source::Report(name.into()));
         let output_token = self.register(spawned.output.as_fd(), Source::Output(name.into()));
+        let console = spawned.console.and_then(|console| {
+            let token = self.register(console.master.as_fd(), Source::Console(name.into()))?;
+            Some(super::console::ConsoleRun { console, token })
+        });
         let (Some(entry), Some(cgroup)) = (self.entries.get_mut(name), prepared.cgroup.take())
         else {
             return Ok(());
@@ -196,6 +204,7 @@ impl Supervisor {
             cgroup,
             network,
             notify: prepared.notify.take(),
+            console,
         });
         // A cgroup left from an earlier run keeps its CPU counter: each run
         // starts from what the counter says now.
@@ -293,6 +302,8 @@ impl Supervisor {
             self.unregister(run.pidfd.as_fd(), token);
         }
         self.close_notify(name, run.notify.take());
+        let console = run.console.take();
+        self.close_console(name, console);
         self.end_health(name);
         let oom_kills = run.cgroup.stats().oom_kills.unwrap_or(0);
         self.remove_cgroup(run.cgroup.clone());
@@ -403,13 +414,7 @@ impl Supervisor {
             match file.read(&mut buffer) {
                 Ok(0) => break true,
                 Ok(n) => {
-                    let written = match entry.journal.as_mut() {
-                        Some(journal) => journal.write(&buffer[..n]),
-                        None => entry.log.write(&buffer[..n]),
-                    };
-                    if let Err(e) = written {
-                        log::warn!("{name}: cannot write log: {e}");
-                    }
+                    write_output(&mut entry.journal, &mut entry.log, name, &buffer[..n]);
                     if n < buffer.len() {
                         break false;
                     }
@@ -426,6 +431,22 @@ impl Supervisor {
                 self.unregister(file.as_fd(), token);
             }
         }
+    }
+}
+
+/// Into the unit's log (or the journal, where its output goes).
+pub(super) fn write_output(
+    journal: &mut Option<super::journal::JournalSink>,
+    log: &mut super::logs::LogSink,
+    name: &str,
+    bytes: &[u8],
+) {
+    let written = match journal.as_mut() {
+        Some(journal) => journal.write(bytes),
+        None => log.write(bytes),
+    };
+    if let Err(e) = written {
+        log::warn!("{name}: cannot write log: {e}");
     }
 }
 

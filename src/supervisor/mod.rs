@@ -8,6 +8,7 @@
 
 mod adopt;
 mod clients;
+mod console;
 mod drive;
 mod entry;
 mod handlers;
@@ -109,6 +110,8 @@ enum Source {
     Exit(String),
     /// A health probe's socket or output pipe.
     Probe(String),
+    /// A system container's console (pty master).
+    Console(String),
 }
 
 /// A client waiting for units to settle after start/stop/restart.
@@ -459,6 +462,10 @@ impl Supervisor {
                 Some(Source::Probe(name)) => {
                     let name = name.clone();
                     self.on_probe_event(&name);
+                }
+                Some(Source::Console(name)) => {
+                    let name = name.clone();
+                    self.on_console(&name);
                 }
                 None => {}
             },

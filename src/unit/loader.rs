@@ -104,7 +104,10 @@ fn load_unit(
     match parse_layers(name, &layers) {
         Ok((mut unit, text)) => match host.map_or(Ok(()), |host| check_host(&unit, host)) {
             Ok(()) => match read_inputs(&mut unit) {
-                Ok(()) => (Outcome::Valid(Box::new(unit)), Some(text)),
+                Ok(()) => {
+                    boot_capabilities_of_this_host(&mut unit);
+                    (Outcome::Valid(Box::new(unit)), Some(text))
+                }
                 Err(error) => (Outcome::Invalid(error), None),
             },
             Err((field, message)) => {
@@ -164,6 +167,24 @@ fn read_inputs(unit: &mut Unit) -> Result<(), UnitError> {
         }
     }
     Ok(())
+}
+
+/// A system container starts from nspawn's capabilities; those supd
+/// itself cannot grant (CAP_SYS_RESOURCE where its service lacks it) are
+/// left out rather than failing every start.
+fn boot_capabilities_of_this_host(unit: &mut Unit) {
+    if !unit.boot {
+        return;
+    }
+    let Ok(bounding) = caps::read(None, caps::CapSet::Bounding) else {
+        return;
+    };
+    unit.security.capabilities.retain(|name| {
+        let grantable = name
+            .parse::<caps::Capability>()
+            .is_ok_and(|c| bounding.contains(&c));
+        grantable || !super::security::BOOT_CAPABILITIES.contains(&name.as_str())
+    });
 }
 
 /// A unit file or drop-in: a regular file (or a link to one) of at most

@@ -86,6 +86,9 @@ pub struct Unit {
     pub secrets: Vec<inputs::Secret>,
     #[serde(default)]
     pub timezone: Option<inputs::Timezone>,
+    /// A system container: the rootfs's own init (systemd) is PID 1.
+    #[serde(default)]
+    pub boot: bool,
 }
 
 /// A unit's `image:` and what it leaves to the image's config.

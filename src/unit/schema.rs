@@ -44,6 +44,7 @@ pub struct RawUnit {
     pub env_file: Option<Vec<AbsPath>>,
     pub secrets: Option<Vec<super::inputs::RawSecret>>,
     pub timezone: Option<super::inputs::TimezoneText>,
+    pub boot: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

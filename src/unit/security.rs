@@ -23,6 +23,37 @@ pub const DEFAULT_CAPABILITIES: [&str; 14] = [
     "CAP_AUDIT_WRITE",
 ];
 
+/// systemd-nspawn's default capabilities, for `boot: true` (a system
+/// container's systemd mounts, changes users, sets up its services).
+pub const BOOT_CAPABILITIES: [&str; 26] = [
+    "CAP_AUDIT_CONTROL",
+    "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_IPC_OWNER",
+    "CAP_KILL",
+    "CAP_LEASE",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_MKNOD",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_RAW",
+    "CAP_SETFCAP",
+    "CAP_SETGID",
+    "CAP_SETPCAP",
+    "CAP_SETUID",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TTY_CONFIG",
+];
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecurityConfig {
     /// The workload's capabilities, `CAP_` names, sorted.
@@ -94,7 +125,10 @@ impl Default for SecurityConfig {
             capabilities,
             ambient: false,
             no_new_privileges: true,
-            seccomp: Seccomp::Default { allow: Vec::new() },
+            seccomp: Seccomp::Default {
+                allow: Vec::new(),
+                boot: false,
+            },
             user_namespace: None,
         }
     }
@@ -103,9 +137,13 @@ impl Default for SecurityConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Seccomp {
     /// supd's profile modelled on Docker's default; `allow` re-permits some
-    /// of the syscalls it denies (perf_event_open for perf, say).
+    /// of the syscalls it denies (perf_event_open for perf, say). For a
+    /// system container (`boot`) it also lets the mount and namespace
+    /// calls through, which its systemd needs for itself and its services.
     Default {
         allow: Vec<String>,
+        #[serde(default)]
+        boot: bool,
     },
     Unconfined,
     /// A profile in Docker's JSON format.
@@ -134,9 +172,30 @@ fn capability_name(name: &str) -> Result<String, String> {
         .map_err(|_| format!("unknown capability {name:?}"))
 }
 
-/// (field, message) of the first problem.
-pub fn security(raw: RawSecurity) -> Result<SecurityConfig, (String, String)> {
-    let defaults = SecurityConfig::default();
+/// What the defaults are for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// An application: Docker's defaults.
+    App,
+    /// `boot`: a system container, with its own network namespace or not.
+    System { private_network: bool },
+}
+
+/// (field, message) of the first problem. A system container starts from
+/// nspawn's capabilities (and, as nspawn with a private network,
+/// CAP_NET_ADMIN, for its loopback and interfaces), without
+/// no_new_privileges (its services may use set-id programs).
+pub fn security(raw: RawSecurity, workload: Workload) -> Result<SecurityConfig, (String, String)> {
+    let mut defaults = SecurityConfig::default();
+    let boot = matches!(workload, Workload::System { .. });
+    if let Workload::System { private_network } = workload {
+        defaults.capabilities = BOOT_CAPABILITIES.iter().map(|c| c.to_string()).collect();
+        if private_network {
+            defaults.capabilities.push("CAP_NET_ADMIN".to_string());
+            defaults.capabilities.sort();
+        }
+        defaults.no_new_privileges = false;
+    }
     let raw_caps = raw.capabilities.unwrap_or_default();
     let all: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
     let mut set: std::collections::BTreeSet<String> =
@@ -171,7 +230,7 @@ pub fn security(raw: RawSecurity) -> Result<SecurityConfig, (String, String)> {
         ));
     }
     let seccomp = match raw.seccomp.as_deref() {
-        None | Some("default") => Seccomp::Default { allow },
+        None | Some("default") => Seccomp::Default { allow, boot },
         Some(_) if !allow.is_empty() => {
             return Err((
                 "security.seccomp_allow".into(),
@@ -201,7 +260,7 @@ pub fn security(raw: RawSecurity) -> Result<SecurityConfig, (String, String)> {
         user_namespace,
         capabilities: set.into_iter().collect(),
         ambient: raw_caps.ambient.unwrap_or(false),
-        no_new_privileges: raw.no_new_privileges.unwrap_or(true),
+        no_new_privileges: raw.no_new_privileges.unwrap_or(defaults.no_new_privileges),
         seccomp,
     })
 }

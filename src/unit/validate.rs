@@ -46,6 +46,13 @@ pub(super) fn check_depth(file: &Path, text: &str) -> Result<(), UnitError> {
     }
 }
 
+/// PID 1 of a system container unless `exec` names another. The argument
+/// reaches journald, which in a container reads PID 1's command line as
+/// its kernel command line: the journal then also goes to the console,
+/// whose output is the unit's log.
+const BOOT_EXEC: [&str; 2] = ["/sbin/init", "systemd.journald.forward_to_console=1"];
+const BOOT_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
+
 struct Checker<'a> {
     file: &'a Path,
     text: &'a str,
@@ -85,7 +92,17 @@ impl Checker<'_> {
             ));
         }
         let image = self.image(&raw)?;
-        let exec = raw.exec.clone().unwrap_or_default();
+        let boot = raw.boot.unwrap_or(false);
+        if boot && raw.init == Some(true) {
+            return Err(self.fail(
+                "init",
+                "boot: true runs the rootfs's own init as PID 1, without supd's",
+            ));
+        }
+        let exec = match (&raw.exec, boot, &image) {
+            (None, true, None) => BOOT_EXEC.iter().map(|a| a.to_string()).collect(),
+            _ => raw.exec.clone().unwrap_or_default(),
+        };
         let exec_needed = image.is_none() || raw.exec.is_some();
         if exec_needed && exec.first().is_none_or(|program| program.is_empty()) {
             return Err(self.fail(
@@ -131,7 +148,13 @@ impl Checker<'_> {
         }
         let network = super::network::network(raw.network.unwrap_or_default())
             .map_err(|(field, message)| self.fail(&field, message))?;
-        let security = super::security::security(raw.security.unwrap_or_default())
+        let workload = match boot {
+            true => super::security::Workload::System {
+                private_network: network.mode != super::NetworkMode::Host,
+            },
+            false => super::security::Workload::App,
+        };
+        let security = super::security::security(raw.security.unwrap_or_default(), workload)
             .map_err(|(field, message)| self.fail(&field, message))?;
         if rootfs.as_deref() == Some(Path::new("/")) && security.user_namespace.is_some() {
             return Err(self.fail("security.user_namespace", HOST_ROOT_IN_USERNS));
@@ -158,7 +181,7 @@ impl Checker<'_> {
                 .hostname
                 .map(|h| h.0)
                 .unwrap_or_else(|| default_hostname(name)),
-            init: raw.init.unwrap_or(true),
+            init: raw.init.unwrap_or(!boot),
             notify: raw.notify.unwrap_or(false),
             start_timeout: match raw.start_timeout {
                 Some(span) if span.0.is_zero() => {
@@ -169,7 +192,7 @@ impl Checker<'_> {
             },
             depends_on: self.depends_on(name, raw.depends_on.unwrap_or_default())?,
             restart: self.restart(raw.restart.unwrap_or_default())?,
-            stop: self.stop(raw.stop.unwrap_or_default()),
+            stop: self.stop(raw.stop.unwrap_or_default(), boot),
             mounts: self.mounts(raw.mounts.unwrap_or_default())?,
             logging: self.logging(raw.logging.unwrap_or_default())?,
             resources: self.resources(raw.resources.unwrap_or_default())?,
@@ -220,6 +243,7 @@ impl Checker<'_> {
             secrets: super::inputs::secrets(raw.secrets.unwrap_or_default())
                 .map_err(|(field, message)| self.fail(&field, message))?,
             timezone: raw.timezone.map(|t| t.0),
+            boot,
         })
     }
 
@@ -302,8 +326,14 @@ impl Checker<'_> {
         Ok(config)
     }
 
-    fn stop(&self, raw: super::schema::RawStop) -> StopConfig {
-        let defaults = StopConfig::default();
+    fn stop(&self, raw: super::schema::RawStop, boot: bool) -> StopConfig {
+        let mut defaults = StopConfig::default();
+        if boot {
+            // systemd halts on SIGRTMIN+3 and takes its time stopping
+            // services, as on a real machine.
+            defaults.signal = libc::SIGRTMIN() + 3;
+            defaults.timeout = BOOT_STOP_TIMEOUT;
+        }
         StopConfig {
             signal: raw.signal.map_or(defaults.signal, |s| s.0),
             timeout: raw.timeout.map_or(defaults.timeout, |s| s.0),

@@ -412,6 +412,39 @@ impl Cgroup {
         }
     }
 
+    /// Hands the cgroups a system container's systemd manages (v2, and on
+    /// v1 and hybrid hosts systemd's named hierarchy and the empty cgroup2)
+    /// to its root under a user namespace, as systemd delegates a subtree:
+    /// the directory and the files that create and move into children.
+    pub fn delegate(&self, uid: u32, gid: u32) -> Result<(), CgroupError> {
+        let owner = |path: &Path| {
+            nix::unistd::chown(
+                path,
+                Some(nix::unistd::Uid::from_raw(uid)),
+                Some(nix::unistd::Gid::from_raw(gid)),
+            )
+            .map_err(|e| io_error("chown", path)(e.into()))
+        };
+        for (controller, dir) in &self.dirs {
+            if !matches!(*controller, "" | "systemd" | "unified") {
+                continue;
+            }
+            owner(dir)?;
+            for file in [
+                "cgroup.procs",
+                "cgroup.threads",
+                "cgroup.subtree_control",
+                "tasks",
+            ] {
+                let path = dir.join(file);
+                if path.exists() {
+                    owner(&path)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Moves a process (and so everything it will fork) into the cgroup.
     pub fn add_process(&self, pid: Pid) -> Result<(), CgroupError> {
         for (_, dir) in &self.dirs {

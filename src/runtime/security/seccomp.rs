@@ -97,18 +97,44 @@ const NAMESPACE_FLAGS: [libc::c_int; 7] = [
 pub fn programs(profile: &Seccomp) -> Result<Vec<BpfProgram>, String> {
     match profile {
         Seccomp::Unconfined => Ok(Vec::new()),
-        Seccomp::Default { allow } => default_programs(allow),
+        Seccomp::Default { allow, boot } => default_programs(allow, *boot),
         Seccomp::Profile(path) => super::docker_profile::programs(path),
     }
 }
 
-fn default_programs(allow: &[String]) -> Result<Vec<BpfProgram>, String> {
+/// What a system container's systemd needs beyond the default profile:
+/// mounting (its own /run, /tmp, and services' private mounts) and new
+/// namespaces for its services' sandboxing, as nspawn allows them. The
+/// container's capabilities and, with a user namespace, the kernel's own
+/// rules for it still decide what those calls may do.
+pub const BOOT_ALLOWED: &[&str] = &[
+    "fsconfig",
+    "fsmount",
+    "fsopen",
+    "fspick",
+    "mount",
+    "mount_setattr",
+    "move_mount",
+    "name_to_handle_at",
+    "open_tree",
+    "pivot_root",
+    "setns",
+    "umount",
+    "umount2",
+    "unshare",
+];
+
+fn default_programs(allow: &[String], boot: bool) -> Result<Vec<BpfProgram>, String> {
+    let mut allow = allow.to_vec();
+    if boot {
+        allow.extend(BOOT_ALLOWED.iter().map(|s| s.to_string()));
+    }
     let arches: Vec<ArchVerdicts> = ARCHES
         .iter()
         .map(|arch| ArchVerdicts {
             audit_arch: arch.audit,
             refuse_x32: arch.has_x32,
-            verdicts: default_verdicts(allow, |name| arch.number(name)),
+            verdicts: default_verdicts(&allow, !boot, |name| arch.number(name)),
         })
         .collect();
     Ok(vec![bpf::syscall_verdicts(&arches, bpf::RET_ALLOW)?])
@@ -117,6 +143,7 @@ fn default_programs(allow: &[String]) -> Result<Vec<BpfProgram>, String> {
 /// One architecture's verdicts; `number` is None for a syscall it lacks.
 fn default_verdicts(
     allow: &[String],
+    check_clone: bool,
     number: impl Fn(&str) -> Option<u32>,
 ) -> BTreeMap<u32, Verdict> {
     let eperm = bpf::ret_errno(libc::EPERM);
@@ -138,7 +165,7 @@ fn default_verdicts(
         .iter()
         .fold(0, |mask, flag| mask | *flag as u32);
     // The flags are clone's first argument on every supported architecture.
-    if let Some(nr) = number("clone") {
+    if let Some(nr) = number("clone").filter(|_| check_clone) {
         verdicts.insert(
             nr,
             Verdict::Check(ArgCheck::AnyBit {

@@ -80,7 +80,7 @@ fn errors_name_file_line_column_and_field() {
         ),
         (
             "rootfs: /r\nexec: [/x]\nexcec: [/y]\n",
-            format!("{f}:3:1: unknown field `excec`, expected one of `description`, `enabled`, `rootfs`, `volatile`, `layers`, `image`, `args`, `readonly_rootfs`, `exec`, `env`, `workdir`, `user`, `hostname`, `init`, `restart`, `stop`, `mounts`, `logging`, `network`, `depends_on`, `notify`, `start_timeout`, `resources`, `sysctls`, `security`, `health`, `watchdog`, `devices`, `device_rules`, `env_file`, `secrets`, `timezone` (did you mean `exec`?)"),
+            format!("{f}:3:1: unknown field `excec`, expected one of `description`, `enabled`, `rootfs`, `volatile`, `layers`, `image`, `args`, `readonly_rootfs`, `exec`, `env`, `workdir`, `user`, `hostname`, `init`, `restart`, `stop`, `mounts`, `logging`, `network`, `depends_on`, `notify`, `start_timeout`, `resources`, `sysctls`, `security`, `health`, `watchdog`, `devices`, `device_rules`, `env_file`, `secrets`, `timezone`, `boot` (did you mean `exec`?)"),
         ),
         (
             "rootfs: /r\nexec: [/x]\nrestart:\n  delay: 10x\n",
@@ -305,7 +305,8 @@ fn security_keys() {
     assert_eq!(
         perf.seccomp,
         crate::unit::security::Seccomp::Default {
-            allow: vec!["perf_event_open".into()]
+            allow: vec!["perf_event_open".into()],
+            boot: false,
         }
     );
     let f = "/etc/supd/units/web.yaml";
@@ -336,4 +337,54 @@ fn an_image_unit_leaves_to_the_image_what_it_does_not_set() {
     let unit =
         parse("image: app:2\nexec: [/x]\nworkdir: /w\nuser: '1'\nstop: { signal: INT }\n").unwrap();
     assert_eq!(unit.image.unwrap().inherit, crate::unit::Inherit::default());
+}
+
+#[test]
+fn boot_runs_the_rootfs_init_with_system_container_defaults() {
+    let unit = parse_unit(
+        "os",
+        Path::new("os.yaml"),
+        "rootfs: /srv/debian\nboot: true\nnetwork: { mode: none }\n",
+    )
+    .unwrap();
+    assert!(unit.boot && !unit.init);
+    assert_eq!(unit.exec[0], "/sbin/init");
+    assert_eq!(unit.stop.signal, libc::SIGRTMIN() + 3);
+    assert!(!unit.security.no_new_privileges);
+    for cap in ["CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_SYS_BOOT"] {
+        assert!(unit.security.capabilities.iter().any(|c| c == cap), "{cap}");
+    }
+    assert_eq!(
+        unit.security.seccomp,
+        crate::unit::security::Seccomp::Default {
+            allow: vec![],
+            boot: true
+        }
+    );
+    let own = parse_unit(
+        "os",
+        Path::new("os.yaml"),
+        "rootfs: /srv/debian\nboot: true\nexec: [/lib/systemd/systemd]\nstop: { signal: SIGTERM }\n",
+    )
+    .unwrap();
+    assert_eq!(own.exec, ["/lib/systemd/systemd"]);
+    assert_eq!(own.stop.signal, libc::SIGTERM);
+    assert!(
+        !own.security
+            .capabilities
+            .iter()
+            .any(|c| c == "CAP_NET_ADMIN"),
+        "host network: no NET_ADMIN"
+    );
+    let error = parse_unit(
+        "os",
+        Path::new("os.yaml"),
+        "rootfs: /r\nboot: true\ninit: true\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("init: boot: true runs the rootfs's own init"),
+        "{error}"
+    );
 }
