@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_root
-ensure_packages qemu-system-x86 busybox-static cpio xz-utils python3 gcc libc6-dev binutils buildah umoci skopeo nftables socat iproute2 tzdata gcc-i686-linux-gnu
+ensure_packages qemu-system-x86 busybox-static cpio xz-utils python3 gcc libc6-dev binutils buildah umoci skopeo nftables socat iproute2 tzdata gcc-i686-linux-gnu debootstrap e2fsprogs
 ensure_rust
 
 target=x86_64-unknown-linux-gnu
@@ -103,6 +103,8 @@ bash scripts/image-fixtures.sh "$root$PWD/target/$target/tmp/image-fixtures-3"
 modules="fs/overlayfs/overlay net/llc/llc net/802/stp net/bridge/bridge drivers/net/veth drivers/net/dummy drivers/net/tun drivers/net/macvlan drivers/net/ipvlan/ipvlan drivers/block/loop"
 # nftables for NAT and published ports (the kernel cannot autoload them:
 # the guest has no modprobe).
+# virtio for the disk that holds tests/boot.rs's Debian root.
+modules="$modules drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci_modern_dev drivers/virtio/virtio_pci drivers/block/virtio_blk"
 modules="$modules lib/libcrc32c net/netfilter/nfnetlink net/netfilter/nf_tables net/ipv4/netfilter/nf_defrag_ipv4 net/ipv6/netfilter/nf_defrag_ipv6 net/netfilter/nf_conntrack net/netfilter/nf_nat net/netfilter/nft_chain_nat net/netfilter/nft_nat net/netfilter/nft_masq net/netfilter/nft_ct net/netfilter/nft_fib net/ipv4/netfilter/nft_fib_ipv4 net/ipv6/netfilter/nft_fib_ipv6 net/netfilter/nft_fib_inet"
 for module in $modules; do
   basename "$module" >> "$root/etc/supd-modules"
@@ -115,6 +117,21 @@ for module in $modules; do
   esac
 done
 printf '%s\n' "${tests[@]}" > "$root/etc/supd-tests"
+# tests/boot.rs boots a debootstrapped Debian: the host's copy (which the
+# host tests made under target/tmp, or debootstrap makes now) goes into the
+# guest on a disk, mounted where the static build's tests look for it.
+debian="$PWD/target/tmp/debian-bookworm-systemd"
+if [ ! -e "$debian/lib/systemd/systemd" ]; then
+  debootstrap --variant=minbase --include=systemd,systemd-sysv bookworm "$debian.tmp" http://deb.debian.org/debian >/dev/null 2>&1 \
+    && mv "$debian.tmp" "$debian" || { rm -rf "$debian.tmp"; echo "no Debian mirror: tests/boot.rs will skip in the guest" >&2; }
+fi
+disk=()
+if [ -e "$debian/lib/systemd/systemd" ]; then
+  rm -f "$vm/debian.img"
+  mke2fs -q -t ext4 -d "$debian" -L supd-debian "$vm/debian.img" 1G
+  disk=(-drive "file=$vm/debian.img,format=raw,if=virtio,readonly=on")
+  echo "$PWD/target/$target/tmp/debian-bookworm-systemd" > "$root/etc/supd-debian"
+fi
 # What every Debian host has, and the tests use (nobody, nogroup).
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$root/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
@@ -146,6 +163,12 @@ for module in $(cat /etc/supd-modules); do
   insmod /lib/modules/$module.ko || report "SUPD-VM insmod $module failed"
 done
 ip link set lo up
+if [ -f /etc/supd-debian ]; then
+  mkdir -p "$(cat /etc/supd-debian)"
+  mount -o ro /dev/vda "$(cat /etc/supd-debian)" || report "SUPD-VM cannot mount the Debian disk"
+else
+  export SUPD_TEST_ALLOW_MISSING=debian-mirror
+fi
 report "SUPD-VM kernel $(uname -r), cgroup: $(cat /sys/fs/cgroup/cgroup.controllers)"
 status=0
 for test in $(cat /etc/supd-tests); do
@@ -172,7 +195,7 @@ set +e
 timeout 2400 qemu-system-x86_64 -accel tcg -m 2048 -smp 2 \
   -kernel "$vmlinuz" -initrd "$vm/initramfs.cpio.gz" \
   -append 'console=ttyS0 quiet panic=-1 cgroup_no_v1=all' \
-  -display none -no-reboot -nic none \
+  -display none -no-reboot -nic none "${disk[@]}" \
   -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
   -serial stdio -serial "file:$results" < /dev/null
 qemu=$?

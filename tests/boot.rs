@@ -17,7 +17,7 @@ fn debian_rootfs() -> Option<&'static Path> {
     static ROOTFS: OnceLock<Option<PathBuf>> = OnceLock::new();
     let made = ROOTFS.get_or_init(|| {
         let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("debian-bookworm-systemd");
-        if target.join("sbin/init").exists() {
+        if target.join("lib/systemd/systemd").is_file() {
             return Some(target);
         }
         let build = target.with_extension(format!("tmp{}", std::process::id()));
@@ -86,6 +86,10 @@ fn exec(d: &Daemon, args: &[&str]) -> (bool, String) {
     let mut all = vec!["exec", "os", "--"];
     all.extend_from_slice(args);
     let out = d.supctl(&all);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !stderr.trim().is_empty() {
+        eprintln!("supctl exec {args:?}: {}", stderr.trim());
+    }
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).trim().to_string(),

@@ -51,6 +51,18 @@ pub fn prepare(root: &Path, console: Option<&Path>) -> Result<(), SetupError> {
 pub fn mount_cgroups(root: &Path) -> Result<(), SetupError> {
     let target = root.join("sys/fs/cgroup");
     if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        // Under a user namespace with the host's network, /sys is the
+        // host's, bound with the host's cgroup2 on it: the kernel refuses
+        // (EBUSY) to stack cgroup2 directly on a mount of itself, so a
+        // tmpfs goes between.
+        mount_step(
+            "cgroupfs",
+            Some(Path::new("tmpfs")),
+            &target,
+            Some("tmpfs"),
+            HARDENED,
+            Some("mode=0755"),
+        )?;
         return mount_step(
             "cgroupfs",
             Some(Path::new("cgroup2")),

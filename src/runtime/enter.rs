@@ -88,8 +88,7 @@ pub fn run(pid: i32, unit: &Unit, cgroups: &[PathBuf], argv: &[String]) -> Resul
     let root = File::open(&root_path).map_err(io_step("open root", &root_path))?;
     let own_pid = std::process::id().to_string();
     for dir in cgroups {
-        let procs = dir.join("cgroup.procs");
-        std::fs::write(&procs, &own_pid).map_err(io_step("join cgroup", &procs))?;
+        join_cgroup(dir, pid, &own_pid)?;
     }
     for namespace in &namespaces {
         nix::sched::setns(namespace.file.as_fd(), namespace.flag)
@@ -111,6 +110,38 @@ pub fn run(pid: i32, unit: &Unit, cgroups: &[PathBuf], argv: &[String]) -> Resul
             std::process::exit(code);
         }
         ForkResult::Parent { child } => wait_for(child),
+    }
+}
+
+/// Into the container's cgroup. On cgroup v2 a cgroup whose workload
+/// (a booted systemd) enabled controllers for its children may hold no
+/// process (EBUSY): then, as runc and crun do, into the cgroup of the
+/// container's PID 1, a leaf (systemd's init.scope).
+fn join_cgroup(dir: &Path, pid: i32, own_pid: &str) -> Result<(), EnterError> {
+    let procs = dir.join("cgroup.procs");
+    match std::fs::write(&procs, own_pid) {
+        Err(e)
+            if e.raw_os_error() == Some(libc::EBUSY) && dir.join("cgroup.controllers").exists() =>
+        {
+            let status = PathBuf::from(format!("/proc/{pid}/cgroup"));
+            let text =
+                std::fs::read_to_string(&status).map_err(io_step("read cgroup of", &status))?;
+            let own = text
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .map(|p| p.trim_start_matches('/'))
+                .ok_or_else(|| {
+                    io_step("read cgroup of", &status)(std::io::ErrorKind::NotFound.into())
+                })?;
+            // The hierarchy's mount: `dir` minus the container's path in it.
+            let mount = Path::new("/sys/fs/cgroup");
+            let leaf = mount.join(own).join("cgroup.procs");
+            if !leaf.starts_with(dir) {
+                return Err(io_step("join cgroup", &procs)(e));
+            }
+            std::fs::write(&leaf, own_pid).map_err(io_step("join cgroup", &leaf))
+        }
+        other => other.map_err(io_step("join cgroup", &procs)),
     }
 }
 

@@ -387,12 +387,16 @@ mod tests {
         }
     }
 
+    fn parse(extra: &str) -> Result<crate::unit::Unit, String> {
+        let text = format!("rootfs: /r\nexec: [/x]\n{extra}");
+        crate::unit::parse_unit("u", std::path::Path::new("u.yaml"), &text)
+            .map_err(|e| e.to_string())
+    }
+
     #[test]
     fn devices_default_to_their_own_path_and_all_access() {
-        let unit = crate::unit::parse_unit(
-            "u",
-            std::path::Path::new("u.yaml"),
-            "rootfs: /r\nexec: [/x]\ndevices: [/dev/net/tun, { path: /dev/ttyUSB0, target: /dev/modem, permissions: rw }]\ndevice_rules: ['c 188:* rwm']\n",
+        let unit = parse(
+            "devices: [/dev/net/tun, { path: /dev/ttyUSB0, target: /dev/modem, permissions: rw }]\ndevice_rules: ['c 188:* rwm']\n",
         )
         .unwrap();
         assert_eq!(unit.devices[0].target, PathBuf::from("/dev/net/tun"));
@@ -400,24 +404,44 @@ mod tests {
         assert_eq!(unit.devices[1].target, PathBuf::from("/dev/modem"));
         assert_eq!(unit.devices[1].access.to_string(), "rw");
         assert_eq!(unit.device_rules[0].to_string(), "c 188:* rwm");
-        let error = crate::unit::parse_unit(
-            "u",
-            std::path::Path::new("u.yaml"),
-            "rootfs: /r\nexec: [/x]\ndevices: [{ path: /dev/x, target: /etc/x }]\n",
-        )
-        .unwrap_err()
-        .to_string();
+        let error = parse("devices: [{ path: /dev/x, target: /etc/x }]\n").unwrap_err();
         assert!(
             error.contains("devices: target /etc/x must be under /dev"),
             "{error}"
         );
-        let error = crate::unit::parse_unit(
-            "u",
-            std::path::Path::new("u.yaml"),
-            "rootfs: /r\nexec: [/x]\ndevice_rules: ['c 1 r']\n",
-        )
-        .unwrap_err()
-        .to_string();
+        let error = parse("device_rules: ['c 1 r']\n").unwrap_err();
         assert!(error.starts_with("u.yaml:3:"), "{error}");
+    }
+
+    #[test]
+    fn secrets_and_time_zones_are_checked() {
+        let unit = parse(
+            "secrets: [{ source: /etc/supd/secrets/db-password }]\ntimezone: Europe/Berlin\n",
+        )
+        .unwrap();
+        assert_eq!(unit.secrets[0].target, "db-password");
+        assert_eq!(unit.timezone, Some(Timezone::Named("Europe/Berlin".into())));
+        assert_eq!(
+            parse("timezone: host\n").unwrap().timezone,
+            Some(Timezone::Host)
+        );
+        for (extra, want) in [
+            (
+                "secrets: [{ source: /s/a, target: x/y }]\n",
+                "must be a file name",
+            ),
+            (
+                "secrets: [{ source: /s/a }, { source: /t/a }]\n",
+                "/run/secrets/a is named twice",
+            ),
+            ("secrets: [{ source: relative }]\n", "must be absolute"),
+            (
+                "timezone: ../../etc/passwd\n",
+                "neither `host` nor a zone name",
+            ),
+        ] {
+            let error = parse(extra).unwrap_err();
+            assert!(error.contains(want), "{extra}: {error}");
+        }
     }
 }
