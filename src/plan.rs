@@ -227,8 +227,8 @@ fn decide(desired: Option<&Outcome>, actual: Option<&Actual>) -> Option<Action> 
 
 /// Fields that can change without a new container: the description, the
 /// restart, stop and logging policies (supd applies them itself), the
-/// cgroup limits and the device rules (written into the running
-/// container's cgroup; `devices` make nodes, so they restart). The
+/// cgroup limits and the devices and device rules (written into the
+/// running container's cgroup, nodes bound into its /dev). The
 /// oom_score_adj is a process attribute set at start, so it is not live.
 fn only_live_fields_differ(old: &Unit, new: &Unit) -> bool {
     let mut old = old.clone();
@@ -236,6 +236,7 @@ fn only_live_fields_differ(old: &Unit, new: &Unit) -> bool {
     old.restart = new.restart.clone();
     old.stop = new.stop.clone();
     old.logging = new.logging.clone();
+    old.devices.clone_from(&new.devices);
     old.device_rules.clone_from(&new.device_rules);
     let oom_score_adj = old.resources.oom_score_adj;
     old.resources = new.resources.clone();

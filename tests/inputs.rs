@@ -69,10 +69,78 @@ fn an_unlisted_node_can_be_made_but_not_opened_until_a_rule_allows_it() {
     assert_eq!(d.pid("dev"), pid, "device rules change without a restart");
     assert!(
         d.daemon_log()
-            .contains("dev: device rules updated without restart"),
+            .contains("dev: devices and device rules updated without restart"),
         "{}",
         d.daemon_log()
     );
+    d.stop();
+}
+
+#[test]
+fn a_device_added_to_a_running_unit_appears_and_goes_again_without_a_restart() {
+    if !has_tun() {
+        return;
+    }
+    let d = Daemon::start();
+    // Each second: does the node exist, and can a tun interface be made?
+    let script = "i=0; while true; do i=$((i+1)); \
+                  if [ -e /dev/net/tun ]; then \
+                    if tunctl -t tun$i >/dev/null 2>&1; then echo round=$i tun=yes; else echo round=$i tun=refused; fi; \
+                  else echo round=$i tun=absent; fi; sleep 0.2; done";
+    let unit = sh_unit(
+        &d,
+        script,
+        "security: { capabilities: { add: [NET_ADMIN] } }\n",
+    );
+    d.write_unit("vpn", &unit);
+    d.wait_log("vpn", "tun=absent");
+    let pid = d.pid("vpn");
+    d.write_unit("vpn", &format!("{unit}devices: [/dev/net/tun]\n"));
+    d.supctl(&["reload"]);
+    let log = d.wait_log("vpn", "tun=yes");
+    assert!(log.contains("tun=yes"), "{log}");
+    assert_eq!(d.pid("vpn"), pid, "no restart");
+    d.write_unit("vpn", &unit);
+    d.supctl(&["reload"]);
+    let mut log = String::new();
+    d.wait_for("the node to go", Duration::from_secs(20), || {
+        log = d.log("vpn");
+        log.rsplit_once("tun=yes")
+            .is_some_and(|(_, after)| after.contains("tun=absent"))
+    });
+    assert_eq!(d.pid("vpn"), pid, "no restart");
+    d.stop();
+}
+
+#[test]
+fn devices_reach_a_container_in_a_user_namespace_at_start_and_live() {
+    if !has_tun() {
+        return;
+    }
+    let d = Daemon::start();
+    let rootfs = rootfs_owned_by(&d, 300_000);
+    let script = "while true; do echo tun=$(stat -c %t:%T /dev/net/tun) zero2=$(head -c 1 /dev/zero2 2>/dev/null | wc -c); sleep 0.2; done";
+    let unit = format!(
+        "rootfs: {}\nexec: [/bin/sh, -c, {}]\nenv: {{ SUPD_TEST_DIR: {}/ }}\nsecurity: {{ user_namespace: {{ uid_map: \"0:300000:65536\", gid_map: \"0:300000:65536\" }} }}\n",
+        rootfs.display(),
+        serde_json::to_string(script).unwrap(),
+        d.dir.display()
+    );
+    d.write_unit("ns", &format!("{unit}devices: [/dev/net/tun]\n"));
+    let log = d.wait_log("ns", "zero2=");
+    assert!(
+        log.contains("tun=a:c8 zero2=0"),
+        "bound in at the start: {log}"
+    );
+    let pid = d.pid("ns");
+    d.write_unit(
+        "ns",
+        &format!("{unit}devices: [/dev/net/tun, {{ path: /dev/zero, target: /dev/zero2 }}]\n"),
+    );
+    d.supctl(&["reload"]);
+    let log = d.wait_log("ns", "zero2=1");
+    assert!(log.contains("tun=a:c8 zero2=1"), "added live: {log}");
+    assert_eq!(d.pid("ns"), pid);
     d.stop();
 }
 

@@ -339,27 +339,6 @@ fn devices_outside_the_allowlist_cannot_be_opened() {
     d.stop();
 }
 
-/// A copy of the busybox rootfs owned by the range the container maps its
-/// root to: the documented requirement for user namespaces.
-fn rootfs_owned_by(d: &Daemon, uid: u32) -> std::path::PathBuf {
-    let copy = d.dir.join("rootfs-userns");
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(busybox_rootfs())
-        .arg(&copy)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let owner = format!("{uid}:{uid}");
-    let status = std::process::Command::new("chown")
-        .args(["-R", &owner])
-        .arg(&copy)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    copy
-}
-
 #[test]
 fn a_user_namespace_maps_root_to_an_unprivileged_host_user() {
     let d = Daemon::start();

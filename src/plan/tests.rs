@@ -110,7 +110,7 @@ fn every_action() {
             "a device passed in",
             Some(valid(&format!("{BASE}devices: [/dev/net/tun]\n"))),
             Some(running(BASE)),
-            "restart",
+            "update-live",
         ),
         (
             "disabled while running",

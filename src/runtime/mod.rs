@@ -6,7 +6,7 @@
 mod boot;
 pub mod cgroup;
 pub mod console;
-mod devnodes;
+pub mod devnodes;
 pub mod enter;
 pub mod inputs;
 pub mod net;

@@ -2,6 +2,7 @@
 
 use super::{deadline_after, Supervisor};
 use crate::runtime::cgroup::Cgroup;
+use crate::unit::inputs::Device;
 use crate::unit::Unit;
 use std::time::Duration;
 
@@ -19,27 +20,25 @@ impl Supervisor {
         };
         let previous = entry.unit.as_ref().map(|u| u.resources.clone());
         let resources_changed = previous.as_ref() != Some(&unit.resources);
-        let rules_changed = entry
+        let old_devices = entry
             .unit
             .as_ref()
-            .is_some_and(|u| u.device_rules != unit.device_rules);
+            .map(|u| (u.devices.clone(), u.device_rules.clone()));
+        let new_devices = (unit.devices.clone(), unit.device_rules.clone());
         let resources = unit.resources.clone();
-        let devices = (unit.devices.clone(), unit.device_rules.clone());
         entry.adopt(unit, super::monotonic_now());
         let Some(run) = entry.run.as_ref() else {
             return;
         };
-        if rules_changed {
-            let result = crate::runtime::cgroup::device_rules(&devices.0, &devices.1)
-                .and_then(|rules| run.cgroup.set_devices(&rules));
-            match result {
+        if let Some(old) = old_devices.filter(|old| *old != new_devices) {
+            match update_devices(run, &old, &new_devices) {
                 Ok(()) => log::info!(
-                    "{name}: device rules updated without restart (pid {})",
+                    "{name}: devices and device rules updated without restart (pid {})",
                     run.pid
                 ),
                 Err(e) => {
-                    log::error!("{name}: cannot apply the new device rules: {e}");
-                    entry.machine.live_update(Err(e.to_string()));
+                    log::error!("{name}: cannot apply the new devices: {e}");
+                    entry.machine.live_update(Err(e));
                     return;
                 }
             }
@@ -105,4 +104,26 @@ impl Supervisor {
             }
         }
     }
+}
+
+type Devices = (Vec<Device>, Vec<crate::unit::inputs::DeviceRule>);
+
+/// The device cgroup first (a new device is allowed before its node
+/// appears, a removed one refused before its node goes), then the nodes.
+fn update_devices(run: &super::entry::Run, old: &Devices, new: &Devices) -> Result<(), String> {
+    let rules = crate::runtime::cgroup::device_rules(&new.0, &new.1).map_err(|e| e.to_string())?;
+    run.cgroup.set_devices(&rules).map_err(|e| e.to_string())?;
+    let moved = |from: &[Device], to: &[Device]| -> Vec<Device> {
+        from.iter()
+            .filter(|d| !to.iter().any(|t| t.path == d.path && t.target == d.target))
+            .cloned()
+            .collect()
+    };
+    let added = moved(&new.0, &old.0);
+    let removed = moved(&old.0, &new.0);
+    if added.is_empty() && removed.is_empty() {
+        return Ok(());
+    }
+    crate::runtime::devnodes::update_live(run.pid.as_raw(), &added, &removed)
+        .map_err(|e| e.to_string())
 }

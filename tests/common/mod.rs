@@ -795,3 +795,24 @@ pub fn daemon_sysfs(daemon: &Daemon, path: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// A copy of the busybox rootfs owned by the range the container maps its
+/// root to: the documented requirement for user namespaces.
+pub fn rootfs_owned_by(d: &Daemon, uid: u32) -> std::path::PathBuf {
+    let copy = d.dir.join("rootfs-userns");
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(busybox_rootfs())
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let owner = format!("{uid}:{uid}");
+    let status = std::process::Command::new("chown")
+        .args(["-R", &owner])
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    copy
+}
