@@ -13,61 +13,29 @@ const REMOVAL_ATTEMPTS: u32 = 100;
 
 impl Supervisor {
     /// A change that touches only live-settable fields: adopt it and write
-    /// new limits into the running container's cgroup, keeping its pid.
+    /// the new devices and limits into the running container, keeping its
+    /// pid. The first that fails is the unit's error.
     pub(super) fn update_live(&mut self, name: &str, unit: Unit) {
         let Some(entry) = self.entries.get_mut(name) else {
             return;
         };
-        let previous = entry.unit.as_ref().map(|u| u.resources.clone());
-        let resources_changed = previous.as_ref() != Some(&unit.resources);
-        let old_devices = entry
-            .unit
-            .as_ref()
-            .map(|u| (u.devices.clone(), u.device_rules.clone()));
-        let new_devices = (unit.devices.clone(), unit.device_rules.clone());
-        let resources = unit.resources.clone();
+        let Some(old) = entry.unit.clone() else {
+            entry.adopt(unit, super::monotonic_now());
+            return;
+        };
+        let new = unit.clone();
         entry.adopt(unit, super::monotonic_now());
         let Some(run) = entry.run.as_ref() else {
             return;
         };
-        if let Some(old) = old_devices.filter(|old| *old != new_devices) {
-            match update_devices(run, &old, &new_devices) {
-                Ok(()) => log::info!(
-                    "{name}: devices and device rules updated without restart (pid {})",
-                    run.pid
-                ),
-                Err(e) => {
-                    log::error!("{name}: cannot apply the new devices: {e}");
-                    entry.machine.live_update(Err(e));
-                    return;
-                }
-            }
-            if !resources_changed {
-                entry.machine.live_update(Ok(()));
-                return;
-            }
-        }
-        if !resources_changed {
-            log::info!("{name}: unit changed, applied without restart");
-            return;
-        }
-        match run.cgroup.apply(&resources, previous.as_ref()) {
-            Ok(applied) => {
-                log::info!(
-                    "{name}: resources updated without restart (pid {}): {}",
-                    run.pid,
-                    if applied.is_empty() {
-                        "all limits lifted".to_string()
-                    } else {
-                        applied.join(", ")
-                    }
-                );
-                entry.machine.live_update(Ok(()));
-            }
-            Err(e) => {
-                log::error!("{name}: cannot apply the new resources: {e}");
-                entry.machine.live_update(Err(e.to_string()));
-            }
+        let devices = (old.devices != new.devices || old.device_rules != new.device_rules)
+            .then(|| live_devices(name, run, &old, &new));
+        let resources = (old.resources != new.resources)
+            .then(|| live_resources(name, run, &old.resources, &new.resources));
+        match (devices, resources) {
+            (None, None) => log::info!("{name}: unit changed, applied without restart"),
+            (Some(Err(e)), _) | (_, Some(Err(e))) => entry.machine.live_update(Err(e)),
+            _ => entry.machine.live_update(Ok(())),
         }
     }
 
@@ -106,24 +74,61 @@ impl Supervisor {
     }
 }
 
-type Devices = (Vec<Device>, Vec<crate::unit::inputs::DeviceRule>);
-
 /// The device cgroup first (a new device is allowed before its node
 /// appears, a removed one refused before its node goes), then the nodes.
-fn update_devices(run: &super::entry::Run, old: &Devices, new: &Devices) -> Result<(), String> {
-    let rules = crate::runtime::cgroup::device_rules(&new.0, &new.1).map_err(|e| e.to_string())?;
-    run.cgroup.set_devices(&rules).map_err(|e| e.to_string())?;
-    let moved = |from: &[Device], to: &[Device]| -> Vec<Device> {
-        from.iter()
-            .filter(|d| !to.iter().any(|t| t.path == d.path && t.target == d.target))
-            .cloned()
-            .collect()
-    };
-    let added = moved(&new.0, &old.0);
-    let removed = moved(&old.0, &new.0);
-    if added.is_empty() && removed.is_empty() {
-        return Ok(());
-    }
-    crate::runtime::devnodes::update_live(run.pid.as_raw(), &added, &removed)
+fn live_devices(name: &str, run: &super::entry::Run, old: &Unit, new: &Unit) -> Result<(), String> {
+    let result = crate::runtime::cgroup::device_rules(&new.devices, &new.device_rules)
+        .and_then(|rules| run.cgroup.set_devices(&rules))
         .map_err(|e| e.to_string())
+        .and_then(|()| {
+            let added = devices_missing_from(&new.devices, &old.devices);
+            let removed = devices_missing_from(&old.devices, &new.devices);
+            if added.is_empty() && removed.is_empty() {
+                return Ok(());
+            }
+            crate::runtime::devnodes::update_live(run.pid.as_raw(), &added, &removed)
+                .map_err(|e| e.to_string())
+        });
+    match &result {
+        Ok(()) => log::info!(
+            "{name}: devices and device rules updated without restart (pid {})",
+            run.pid
+        ),
+        Err(e) => log::error!("{name}: cannot apply the new devices: {e}"),
+    }
+    result
+}
+
+/// The devices of `from` that `to` does not pass in at the same place.
+fn devices_missing_from(from: &[Device], to: &[Device]) -> Vec<Device> {
+    from.iter()
+        .filter(|d| !to.iter().any(|t| t.path == d.path && t.target == d.target))
+        .cloned()
+        .collect()
+}
+
+fn live_resources(
+    name: &str,
+    run: &super::entry::Run,
+    old: &crate::unit::Resources,
+    new: &crate::unit::Resources,
+) -> Result<(), String> {
+    match run.cgroup.apply(new, Some(old)) {
+        Ok(applied) => {
+            log::info!(
+                "{name}: resources updated without restart (pid {}): {}",
+                run.pid,
+                if applied.is_empty() {
+                    "all limits lifted".to_string()
+                } else {
+                    applied.join(", ")
+                }
+            );
+            Ok(())
+        }
+        Err(e) => {
+            log::error!("{name}: cannot apply the new resources: {e}");
+            Err(e.to_string())
+        }
+    }
 }

@@ -1,10 +1,29 @@
 //! The device cgroup: which nodes a container may open or create. v1
 //! writes devices.allow and devices.deny; v2 attaches a BPF program.
 
-use super::{io_error, read, write, CgroupError};
+use super::{io_error, read, write, Cgroup, CgroupError, Layout};
 use crate::unit::inputs::{Device, DeviceKind, DeviceRule, DEFAULT_DEVICE_RULES};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
+
+impl Cgroup {
+    /// Makes `rules` (from `device_rules`) the devices the container may
+    /// open and create: v1 devices files, or a BPF program on v2. Hybrid
+    /// hosts have the v1 controller, whose rules the kernel checks.
+    pub fn set_devices(&self, rules: &[DeviceRule]) -> Result<(), CgroupError> {
+        match self.layout {
+            Layout::V2 => match self.dir("") {
+                Some(dir) => apply_v2(dir, rules),
+                None => Ok(()),
+            },
+            Layout::V1 { .. } => match self.dir("devices") {
+                Some(dir) => apply_v1(dir, rules),
+                // No devices controller mounted: nothing to enforce with.
+                None => Ok(()),
+            },
+        }
+    }
+}
 
 /// Docker's default set, each device the unit passes in (by the host
 /// node's numbers, with its permissions), then the unit's own rules.
@@ -63,7 +82,7 @@ fn sorted_lines(text: &str) -> Vec<String> {
 /// as one fresh under a permissive parent does, is closed with `deny a`
 /// (only possible without children); otherwise the difference is written,
 /// which also works beside the cgroups a booted systemd made below.
-pub fn apply_v1(dir: &Path, rules: &[DeviceRule]) -> Result<(), CgroupError> {
+fn apply_v1(dir: &Path, rules: &[DeviceRule]) -> Result<(), CgroupError> {
     let mut wanted: Vec<String> = rules.iter().map(|r| r.to_string()).collect();
     wanted.sort_unstable();
     wanted.dedup();
@@ -113,7 +132,7 @@ fn extend_parent(parent: &Path, wanted: &[String]) -> Result<(), CgroupError> {
 }
 
 /// v2: replaces the cgroup's device program with one for `rules`.
-pub fn apply_v2(dir: &Path, rules: &[DeviceRule]) -> Result<(), CgroupError> {
+fn apply_v2(dir: &Path, rules: &[DeviceRule]) -> Result<(), CgroupError> {
     use std::os::unix::fs::OpenOptionsExt;
     let cgroup = std::fs::File::options()
         .read(true)

@@ -392,26 +392,6 @@ impl Cgroup {
             .ok()
     }
 
-    /// Makes `rules` (from `device_rules`) the devices the container may
-    /// open and create: v1 devices files, or a BPF program on v2. Hybrid
-    /// hosts have the v1 controller, whose rules the kernel checks.
-    pub fn set_devices(
-        &self,
-        rules: &[crate::unit::inputs::DeviceRule],
-    ) -> Result<(), CgroupError> {
-        match self.layout {
-            Layout::V2 => match self.dir("") {
-                Some(dir) => devices::apply_v2(dir, rules),
-                None => Ok(()),
-            },
-            Layout::V1 { .. } => match self.dir("devices") {
-                Some(dir) => devices::apply_v1(dir, rules),
-                // No devices controller mounted: nothing to enforce with.
-                None => Ok(()),
-            },
-        }
-    }
-
     /// Hands the cgroups a system container's systemd manages (v2, and on
     /// v1 and hybrid hosts systemd's named hierarchy and the empty cgroup2)
     /// to its root under a user namespace, as systemd delegates a subtree:
