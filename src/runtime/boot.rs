@@ -50,58 +50,32 @@ pub fn prepare(root: &Path, console: Option<&Path>) -> Result<(), SetupError> {
 /// the v1 controllers stay supd's.
 pub fn mount_cgroups(root: &Path) -> Result<(), SetupError> {
     let target = root.join("sys/fs/cgroup");
-    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        // Under a user namespace with the host's network, /sys is the
-        // host's, bound with the host's cgroup2 on it: the kernel refuses
-        // (EBUSY) to stack cgroup2 directly on a mount of itself, so a
-        // tmpfs goes between.
+    // `kind` is the file system type and its source name alike.
+    let mount = |kind: &str, at: &Path, data: Option<&str>| {
         mount_step(
             "cgroupfs",
-            Some(Path::new("tmpfs")),
-            &target,
-            Some("tmpfs"),
+            Some(Path::new(kind)),
+            at,
+            Some(kind),
             HARDENED,
-            Some("mode=0755"),
-        )?;
-        return mount_step(
-            "cgroupfs",
-            Some(Path::new("cgroup2")),
-            &target,
-            Some("cgroup2"),
-            HARDENED,
-            None,
-        );
+            data,
+        )
+    };
+    // The tmpfs comes first on every layout. On v2 it is what lets cgroup2
+    // go on top under a user namespace with the host's network, where /sys
+    // is the host's, bound with its cgroup2: the kernel refuses (EBUSY) to
+    // stack cgroup2 directly on a mount of itself.
+    mount("tmpfs", &target, Some("mode=0755"))?;
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        return mount("cgroup2", &target, None);
     }
-    let hybrid = Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists();
-    mount_step(
-        "cgroupfs",
-        Some(Path::new("tmpfs")),
-        &target,
-        Some("tmpfs"),
-        HARDENED,
-        Some("mode=0755"),
-    )?;
     let systemd = target.join("systemd");
     mkdir_step("cgroupfs", &systemd, 0o755)?;
-    mount_step(
-        "cgroupfs",
-        Some(Path::new("cgroup")),
-        &systemd,
-        Some("cgroup"),
-        HARDENED,
-        Some("none,name=systemd"),
-    )?;
-    if hybrid {
+    mount("cgroup", &systemd, Some("none,name=systemd"))?;
+    if Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists() {
         let unified = target.join("unified");
         mkdir_step("cgroupfs", &unified, 0o755)?;
-        mount_step(
-            "cgroupfs",
-            Some(Path::new("cgroup2")),
-            &unified,
-            Some("cgroup2"),
-            HARDENED,
-            None,
-        )?;
+        mount("cgroup2", &unified, None)?;
     }
     remount_readonly("cgroupfs", &target, HARDENED)
 }
