@@ -74,7 +74,7 @@ done
 # Host programs tests/world.rs runs, in the guest and in containers whose
 # root is the guest's /, with their libraries; busybox's applets of the
 # same names would come first in PATH.
-for program in nft socat ip ss getent; do
+for program in nft socat ip ss getent mke2fs resize2fs; do
   path=$(command -v "$program") || { echo "$program is missing: bash scripts/test.sh installs it" >&2; exit 1; }
   real=$(readlink -f "$path")
   rm -f "$root/bin/$program" "$root/sbin/$program"
@@ -86,6 +86,8 @@ for program in nft socat ip ss getent; do
   done
 done
 printf 'passwd: files\ngroup: files\nhosts: files dns\n' > "$root/etc/nsswitch.conf"
+# supd makes the ext4 images of `resources.storage` with mke2fs.
+cp /etc/mke2fs.conf "$root/etc/"
 # The zones tests/inputs.rs sets (`timezone:`), and a host zone for `host`.
 mkdir -p "$root/usr/share/zoneinfo/Europe" "$root/usr/share/zoneinfo/Etc"
 cp /usr/share/zoneinfo/Europe/Berlin "$root/usr/share/zoneinfo/Europe/"
@@ -105,6 +107,8 @@ modules="fs/overlayfs/overlay net/llc/llc net/802/stp net/bridge/bridge drivers/
 # the guest has no modprobe).
 # virtio for the disk that holds tests/boot.rs's Debian root.
 modules="$modules drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci_modern_dev drivers/virtio/virtio_pci drivers/block/virtio_blk"
+# The quota format ext4's project quota keeps (tests/storage.rs).
+modules="$modules fs/quota/quota_tree fs/quota/quota_v2"
 modules="$modules lib/libcrc32c net/netfilter/nfnetlink net/netfilter/nf_tables net/ipv4/netfilter/nf_defrag_ipv4 net/ipv6/netfilter/nf_defrag_ipv6 net/netfilter/nf_conntrack net/netfilter/nf_nat net/netfilter/nft_chain_nat net/netfilter/nft_nat net/netfilter/nft_masq net/netfilter/nft_ct net/netfilter/nft_fib net/ipv4/netfilter/nft_fib_ipv4 net/ipv6/netfilter/nft_fib_ipv6 net/netfilter/nft_fib_inet"
 for module in $modules; do
   basename "$module" >> "$root/etc/supd-modules"

@@ -230,7 +230,18 @@ fn decide(desired: Option<&Outcome>, actual: Option<&Actual>) -> Option<Action> 
 /// cgroup limits and the devices and device rules (written into the
 /// running container's cgroup, nodes bound into its /dev). The
 /// oom_score_adj is a process attribute set at start, so it is not live.
+/// A storage size changes live (a project quota, a grown ext4 image), but
+/// adding or removing the limit moves the writable layer, and a tmpfs
+/// upper is gone with its mount namespace: those need a new container.
 fn only_live_fields_differ(old: &Unit, new: &Unit) -> bool {
+    let storage_live = match (old.resources.storage_size, new.resources.storage_size) {
+        (Some(_), Some(_)) => new.volatile != crate::unit::Volatile::Overlay,
+        (None, None) => true,
+        _ => false,
+    };
+    if !storage_live {
+        return false;
+    }
     let mut old = old.clone();
     old.description.clone_from(&new.description);
     old.restart = new.restart.clone();

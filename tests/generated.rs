@@ -77,7 +77,9 @@ lower precedence), and drop-ins in \fINAME.yaml.d/*.yaml\fR.
 The control socket.
 .TP
 .I /var/lib/supd/NAME
-Persistent per-unit state (overlay upper directory).
+Persistent per-unit state: the overlay upper directory (\fIupper/\fR),
+or with \fBresources.storage\fR the limited layer (\fIstorage/\fR, and
+\fIstorage.img\fR where it is an ext4 image).
 .TP
 .I /var/lib/supd/addresses.json, idranges.json, intent.json, rollbacks.json
 Leased addresses, user namespace id ranges, the units an operator

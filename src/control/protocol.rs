@@ -259,7 +259,23 @@ pub struct UnitStatus {
     /// got running: "rolled back from sha256:...: why".
     #[serde(default)]
     pub rollback: Option<String>,
+    /// Units with `resources.storage`.
+    #[serde(default)]
+    pub storage: Option<StorageStatus>,
     pub error: Option<String>,
+}
+
+/// The writable layer of a unit with `resources.storage`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageStatus {
+    /// `project-quota`, `image` (a loop-mounted ext4 image) or `tmpfs`.
+    pub mechanism: String,
+    pub limit_bytes: u64,
+    /// While the container runs.
+    pub used_bytes: Option<u64>,
+    pub available_bytes: Option<u64>,
+    /// Less than 1% left: the container's writes fail with ENOSPC.
+    pub full: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

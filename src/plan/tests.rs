@@ -240,3 +240,21 @@ fn self_dependency_is_a_validation_error() {
         "a.yaml:3:1: depends_on: a unit cannot depend on itself"
     );
 }
+
+#[test]
+fn a_storage_size_changes_live_but_adding_or_removing_it_restarts() {
+    let state = "rootfs: /r\nvolatile: state\nexec: [/bin/sleep, '100']\n";
+    let sized = |size: &str| format!("{state}resources: {{ storage: {{ size: {size} }} }}\n");
+    let change = |from: &str, to: &str| kind(&one(Some(valid(to)), Some(running(from))));
+    assert_eq!(change(&sized("1G"), &sized("2G")), "update-live");
+    assert_eq!(change(&sized("2G"), &sized("1G")), "update-live");
+    assert_eq!(change(state, &sized("1G")), "restart", "the layer moves");
+    assert_eq!(change(&sized("1G"), state), "restart");
+    let overlay = "rootfs: /r\nvolatile: overlay\nexec: [/bin/sleep, '100']\n";
+    let tmpfs = |size: &str| format!("{overlay}resources: {{ storage: {{ size: {size} }} }}\n");
+    assert_eq!(
+        change(&tmpfs("64M"), &tmpfs("128M")),
+        "restart",
+        "a tmpfs upper is sized at its mount"
+    );
+}

@@ -14,6 +14,7 @@ pub mod rootfs;
 pub mod security;
 pub mod setup;
 pub mod spawn;
+pub mod storage;
 mod user;
 pub mod userns;
 

@@ -88,7 +88,11 @@ pub fn assemble(spec: &Spec) -> Result<PathBuf, SetupError> {
             )?;
             return Ok(root);
         }
-        (_, Volatile::Overlay) => spec.staging.clone(),
+        (_, Volatile::Overlay) => match unit.resources.storage_size {
+            Some(size) => sized_tmpfs(&spec.staging.join("layer"), size)?,
+            None => spec.staging.clone(),
+        },
+        _ if unit.resources.storage_size.is_some() => super::storage::layer_dir(&spec.state_dir),
         _ => spec.state_dir.clone(),
     };
     let upper = upper_base.join("upper");
@@ -116,6 +120,22 @@ pub fn assemble(spec: &Spec) -> Result<PathBuf, SetupError> {
         Some(&options),
     )?;
     Ok(root)
+}
+
+/// `volatile: overlay` with `resources.storage`: the upper and work
+/// directories on a tmpfs of that size, so a full layer is ENOSPC rather
+/// than memory pressure.
+fn sized_tmpfs(dir: &Path, size: u64) -> Result<PathBuf, SetupError> {
+    mkdir_step("storage", dir, 0o755)?;
+    mount_step(
+        "storage",
+        Some(Path::new("tmpfs")),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(&format!("size={size},mode=0755")),
+    )?;
+    Ok(dir.to_path_buf())
 }
 
 fn overlay_path(path: &Path) -> Result<String, SetupError> {

@@ -114,7 +114,7 @@ pub fn spawn(
         resolv_conf: names.resolv_conf,
         secrets: read_secrets(unit)?,
     };
-    if let Some(maps) = id_maps {
+    if let (Some(maps), None) = (id_maps, unit.resources.storage_size) {
         prepare_state_dir(&spec.state_dir, maps)?;
     }
     let spec_fd = write_spec(&spec)?;

@@ -75,7 +75,7 @@ impl Supervisor {
     fn restored_entry(&mut self, name: &str, record: Record, with_run: bool) -> Entry {
         self.saved.insert(name.to_string(), records::hash(&record));
         let now = monotonic_now();
-        let mut entry = Entry::new(name, self.options.dirs.log_file(name), now);
+        let mut entry = Entry::new(name, &self.options.dirs, now);
         let settings = Settings::of(&record.unit);
         entry.adopt(record.unit, now);
         entry.machine = Machine::restore(name, record.machine, settings, with_run);

@@ -50,6 +50,7 @@ impl Supervisor {
             }
             Effect::Forget => {
                 self.dirty.insert(name.to_string());
+                self.remove_storage(name);
                 if let Some(entry) = self.entries.remove(name) {
                     if let Some((file, token)) = entry.output {
                         self.unregister(file.as_fd(), token);

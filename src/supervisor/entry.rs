@@ -96,10 +96,13 @@ pub struct Entry {
     pub journal: Option<super::journal::JournalSink>,
     /// `health:` of the running container.
     pub health: Option<super::health::HealthRun>,
+    /// `STATE_DIR/NAME`.
+    pub state_dir: PathBuf,
+    pub storage: super::storage::StorageWatch,
 }
 
 impl Entry {
-    pub fn new(name: &str, log_path: PathBuf, now: Duration) -> Self {
+    pub fn new(name: &str, dirs: &crate::runtime::Dirs, now: Duration) -> Self {
         Entry {
             name: name.to_string(),
             source: None,
@@ -112,9 +115,11 @@ impl Entry {
             cpu_sample: None,
             config_error: None,
             output: None,
-            log: LogSink::new(log_path, Default::default()),
+            log: LogSink::new(dirs.log_file(name), Default::default()),
             journal: None,
             health: None,
+            state_dir: dirs.unit_state(name),
+            storage: Default::default(),
         }
     }
 
@@ -152,6 +157,7 @@ impl Entry {
             }
             self.cpu_sample = Some((now, usage));
         }
+        status.storage = self.storage_status(now);
         status
     }
 
@@ -196,6 +202,7 @@ impl Entry {
             status_text: self.machine.status_text().map(str::to_string),
             image: super::handlers::image_line(self.unit.as_ref()),
             rollback: None,
+            storage: None,
             error: self
                 .config_error
                 .clone()

@@ -31,6 +31,8 @@ pub(super) enum StartError {
     Spawn(#[from] crate::runtime::spawn::SpawnError),
     #[error("user namespace: no free id range left")]
     NoIdRange,
+    #[error("{0}")]
+    Storage(#[from] crate::runtime::storage::StorageError),
     /// A step that reports in the init stage's own terms (network, notify).
     #[error("{0}")]
     Step(#[from] SetupError),
@@ -44,6 +46,7 @@ impl From<StartError> for SetupError {
             StartError::Step(setup) => setup,
             StartError::Cgroup(e) => SetupError::message("cgroup", None::<&str>, e.to_string()),
             StartError::Spawn(e) => SetupError::message("spawn", None::<&str>, e.to_string()),
+            StartError::Storage(e) => SetupError::message("storage", None::<&str>, e.to_string()),
             StartError::NoIdRange => {
                 SetupError::message("user namespace", None::<&str>, "no free id range left")
             }
@@ -98,6 +101,7 @@ impl Supervisor {
             if unit.network.mode == NetworkMode::Bridge {
                 self.withdraw(name);
             }
+            super::storage::release(name, &self.options.dirs.unit_state(name));
         }
         result
     }
@@ -131,6 +135,12 @@ impl Supervisor {
             ),
             None => None,
         };
+        super::storage::prepare(
+            name,
+            unit,
+            &self.options.dirs.unit_state(name),
+            id_maps.as_ref().map(runtime::userns::IdMaps::root_on_host),
+        )?;
         if let (true, Some(maps)) = (unit.boot, &id_maps) {
             let (uid, gid) = maps.root_on_host();
             cgroup.delegate(uid, gid)?;
@@ -292,6 +302,7 @@ impl Supervisor {
         let Some(entry) = self.entries.get_mut(name) else {
             return;
         };
+        entry.storage_run_ended(super::monotonic_now());
         let Some(mut run) = entry.run.take() else {
             return;
         };
@@ -307,6 +318,7 @@ impl Supervisor {
         self.end_health(name);
         let oom_kills = run.cgroup.stats().oom_kills.unwrap_or(0);
         self.remove_cgroup(run.cgroup.clone());
+        super::storage::release(name, &self.options.dirs.unit_state(name));
         if let Some(plan) = &run.network {
             if let Err(e) = net::teardown_host(plan) {
                 log::warn!("{name}: removing {}: {e}", plan.host_link);
@@ -423,6 +435,7 @@ impl Supervisor {
                 Err(_) => break false,
             }
         };
+        entry.check_storage(super::monotonic_now());
         if closed {
             if let Some(Err(e)) = entry.journal.as_mut().map(|j| j.flush()) {
                 log::warn!("{name}: cannot write log: {e}");

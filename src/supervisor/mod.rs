@@ -27,6 +27,7 @@ mod records;
 mod reexec;
 mod resources;
 pub mod restart;
+mod storage;
 mod watch;
 
 use crate::control::connection::Connection;

@@ -191,10 +191,10 @@ impl Supervisor {
     }
 
     fn entry(&mut self, name: &str) -> &mut Entry {
-        let log_path = self.options.dirs.log_file(name);
+        let dirs = &self.options.dirs;
         self.entries
             .entry(name.to_string())
-            .or_insert_with(|| Entry::new(name, log_path, monotonic_now()))
+            .or_insert_with(|| Entry::new(name, dirs, monotonic_now()))
     }
 
     fn apply(&mut self, name: &str, action: Action) {

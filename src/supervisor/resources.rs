@@ -30,11 +30,22 @@ impl Supervisor {
         };
         let devices = (old.devices != new.devices || old.device_rules != new.device_rules)
             .then(|| live_devices(name, run, &old, &new));
-        let resources = (old.resources != new.resources)
+        let cgroup_limits = |r: &crate::unit::Resources| crate::unit::Resources {
+            storage_size: None,
+            ..r.clone()
+        };
+        let resources = (cgroup_limits(&old.resources) != cgroup_limits(&new.resources))
             .then(|| live_resources(name, run, &old.resources, &new.resources));
-        match (devices, resources) {
-            (None, None) => log::info!("{name}: unit changed, applied without restart"),
-            (Some(Err(e)), _) | (_, Some(Err(e))) => entry.machine.live_update(Err(e)),
+        let storage = (old.resources.storage_size != new.resources.storage_size)
+            .then(|| self.live_storage(name, &new));
+        let Some(entry) = self.entries.get_mut(name) else {
+            return;
+        };
+        match (devices, resources, storage) {
+            (None, None, None) => log::info!("{name}: unit changed, applied without restart"),
+            (Some(Err(e)), _, _) | (_, Some(Err(e)), _) | (_, _, Some(Err(e))) => {
+                entry.machine.live_update(Err(e))
+            }
             _ => entry.machine.live_update(Ok(())),
         }
     }

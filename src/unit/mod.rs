@@ -130,6 +130,10 @@ pub struct Resources {
     pub pids_max: Option<u64>,
     pub io_weight: Option<u32>,
     pub io_limits: Vec<IoLimit>,
+    /// The writable layer's size in bytes (`storage.size`): not a cgroup
+    /// limit, but a project quota, an ext4 image or a tmpfs size.
+    #[serde(default)]
+    pub storage_size: Option<u64>,
 }
 
 impl Resources {

@@ -90,6 +90,13 @@ pub struct RawResources {
     pub cpu: Option<RawCpu>,
     pub pids: Option<RawPids>,
     pub io: Option<RawIo>,
+    pub storage: Option<RawStorage>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    pub size: Option<Size>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -140,6 +140,16 @@ impl Checker<'_> {
                     "required: a root filesystem directory (or `layers`, or `image`)",
                 ))
             }
+            (Some(_), true, _)
+                if volatile == Volatile::No
+                    && raw.resources.as_ref().is_some_and(|r| r.storage.is_some()) =>
+            {
+                return Err(self.fail(
+                    "resources.storage",
+                    "the rootfs is written in place (`volatile: no`): a storage limit needs a \
+                     writable layer supd makes (`volatile: state` or `overlay`, `layers`, `image`)",
+                ))
+            }
             (Some(root), true, _) if root == Path::new("/") && volatile == Volatile::No => {
                 return Err(self.fail(
                     "rootfs",
@@ -413,6 +423,7 @@ impl Checker<'_> {
                     write_iops: l.write_iops,
                 })
                 .collect(),
+            storage_size: self.storage_size(raw.storage)?,
         };
         let range = |field: &str, value: Option<i64>, low: i64, high: i64| match value {
             Some(v) if v < low || v > high => {
@@ -494,6 +505,23 @@ impl Checker<'_> {
         Ok(resources)
     }
 
+    fn storage_size(
+        &self,
+        raw: Option<super::schema::RawStorage>,
+    ) -> Result<Option<u64>, UnitError> {
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        match raw.size {
+            None => Err(self.fail("resources.storage.size", "required, e.g. `size: 1G`")),
+            Some(size) if size.0 < MIN_STORAGE_SIZE => Err(self.fail(
+                "resources.storage.size",
+                "must be at least 16M: an ext4 image smaller than that holds little but its journal",
+            )),
+            Some(size) => Ok(Some(size.0)),
+        }
+    }
+
     fn logging(&self, raw: super::schema::RawLogging) -> Result<LoggingConfig, UnitError> {
         let defaults = LoggingConfig::default();
         let config = LoggingConfig {
@@ -524,6 +552,8 @@ pub(super) const NOT_A_MAPPING: &str = "a unit or drop-in must be a mapping of k
 
 /// Each rotation renames every kept file: a bound keeps it cheap.
 pub const MAX_LOG_FILES: u32 = 100;
+/// The smallest `resources.storage.size`.
+pub const MIN_STORAGE_SIZE: u64 = 16 << 20;
 
 /// The shortest first back-off, as Docker's and systemd's default.
 pub const MIN_RESTART_DELAY: std::time::Duration = std::time::Duration::from_millis(100);

@@ -131,6 +131,23 @@ impl Daemon {
         Self::launch("units", true, units, &[], env)
     }
 
+    /// `prepare` gets the daemon's directory before supd starts (to mount
+    /// a file system on its state directory, say).
+    pub fn start_after(prepare: impl FnOnce(&Path)) -> Daemon {
+        let dir = Self::new_dir();
+        prepare(&dir);
+        Self::launch_in(dir, "units", true, &[], &[], &[])
+    }
+
+    fn new_dir() -> PathBuf {
+        require_root();
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("supd-test-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
     fn launch(
         units_path: &str,
         create: bool,
@@ -138,12 +155,18 @@ impl Daemon {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Daemon {
-        require_root();
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("supd-test-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        Self::launch_in(Self::new_dir(), units_path, create, units, args, env)
+    }
+
+    fn launch_in(
+        dir: PathBuf,
+        units_path: &str,
+        create: bool,
+        units: &[(&str, &str)],
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let units_dir = dir.join(units_path);
-        fs::create_dir_all(&dir).unwrap();
         if create {
             fs::create_dir_all(&units_dir).unwrap();
         }

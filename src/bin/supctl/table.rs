@@ -106,6 +106,7 @@ pub fn render(units: &[UnitStatus], colour: bool) -> String {
             };
             (text, colour)
         });
+        let storage = unit.storage.as_ref().map(storage_line);
         let details = unit
             .addresses
             .iter()
@@ -118,6 +119,7 @@ pub fn render(units: &[UnitStatus], colour: bool) -> String {
                     .map(|s| ("status", s.as_str(), None)),
             )
             .chain(image.iter().map(|i| ("image", i.as_str(), None)))
+            .chain(storage.iter().map(|(t, c)| ("storage", t.as_str(), *c)))
             .chain(
                 unit.rollback
                     .iter()
@@ -133,6 +135,33 @@ pub fn render(units: &[UnitStatus], colour: bool) -> String {
         }
     }
     out
+}
+
+/// `12.0M / 1.0G used (image)`, red with `full` when writes fail.
+fn storage_line(
+    storage: &supd::control::protocol::StorageStatus,
+) -> (String, Option<&'static str>) {
+    let limit = human_bytes(storage.limit_bytes);
+    let mechanism = match storage.mechanism.as_str() {
+        "image" => "ext4 image",
+        "project-quota" => "project quota",
+        "tmpfs" => "tmpfs",
+        other => other,
+    };
+    match storage.used_bytes {
+        Some(used) if storage.full => (
+            format!(
+                "{} / {limit} used ({mechanism}): full, writes fail with ENOSPC",
+                human_bytes(used)
+            ),
+            Some("31"),
+        ),
+        Some(used) => (
+            format!("{} / {limit} used ({mechanism})", human_bytes(used)),
+            None,
+        ),
+        None => (format!("{limit} ({mechanism})"), None),
+    }
 }
 
 fn last_exit(unit: &UnitStatus) -> String {
@@ -258,6 +287,13 @@ mod tests {
                 "ab".repeat(32)
             )),
             rollback: None,
+            storage: Some(supd::control::protocol::StorageStatus {
+                mechanism: "image".into(),
+                limit_bytes: 1 << 30,
+                used_bytes: Some(1 << 30),
+                available_bytes: Some(0),
+                full: true,
+            }),
             error: None,
         };
         let plain = render(std::slice::from_ref(&unit), false);
@@ -266,6 +302,8 @@ mod tests {
         }
         assert!(!plain.contains('\x1b'));
         assert!(plain.contains("  status: serving\n"));
+        assert!(plain
+            .contains("  storage: 1.0G / 1.0G used (ext4 image): full, writes fail with ENOSPC\n"));
         let coloured = render(&[unit], true);
         assert!(coloured.contains("\x1b[33mstopping\x1b[0m"), "{coloured}");
     }

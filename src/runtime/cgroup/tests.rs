@@ -27,6 +27,7 @@ fn resources() -> Resources {
             read_iops: None,
             write_iops: Some(1000),
         }],
+        storage_size: None,
     }
 }
 

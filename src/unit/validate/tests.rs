@@ -388,3 +388,32 @@ fn boot_runs_the_rootfs_init_with_system_container_defaults() {
         "{error}"
     );
 }
+
+#[test]
+fn storage_needs_a_size_and_a_layer_supd_makes() {
+    let with = |head: &str, storage: &str| {
+        parse(&format!(
+            "{head}exec: [/x]\nresources:\n  storage: {storage}\n"
+        ))
+    };
+    let unit = with("rootfs: /r\nvolatile: state\n", "{ size: 1G }").unwrap();
+    assert_eq!(unit.resources.storage_size, Some(1 << 30));
+    let layers = with("layers: [/a, /b]\n", "{ size: 64M }").unwrap();
+    assert_eq!(layers.resources.storage_size, Some(64 << 20));
+    assert!(with("image: app:1\n", "{ size: 1G }").is_ok());
+    assert!(with("rootfs: /\nvolatile: overlay\n", "{ size: 1G }").is_ok());
+    let message = |e: UnitError| e.to_string();
+    assert!(message(with("rootfs: /r\n", "{ size: 1G }").unwrap_err())
+        .contains("resources.storage: the rootfs is written in place"));
+    assert!(
+        message(with("rootfs: /r\nvolatile: state\n", "{}").unwrap_err())
+            .contains("resources.storage.size: required")
+    );
+    let small = message(with("rootfs: /r\nvolatile: state\n", "{ size: 1M }").unwrap_err());
+    assert!(
+        small.contains(":5:") && small.contains("at least 16M"),
+        "{small}"
+    );
+    let typo = message(with("rootfs: /r\nvolatile: state\n", "{ sise: 1G }").unwrap_err());
+    assert!(typo.contains("unknown field `sise`"), "{typo}");
+}
