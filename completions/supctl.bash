@@ -19,6 +19,9 @@ _supctl() {
             supctl,daemon-reexec)
                 cmd="supctl__subcmd__daemon__subcmd__reexec"
                 ;;
+            supctl,events)
+                cmd="supctl__subcmd__events"
+                ;;
             supctl,exec)
                 cmd="supctl__subcmd__exec"
                 ;;
@@ -27,6 +30,9 @@ _supctl() {
                 ;;
             supctl,image)
                 cmd="supctl__subcmd__image"
+                ;;
+            supctl,kill)
+                cmd="supctl__subcmd__kill"
                 ;;
             supctl,logs)
                 cmd="supctl__subcmd__logs"
@@ -58,6 +64,9 @@ _supctl() {
             supctl__subcmd__help,daemon-reexec)
                 cmd="supctl__subcmd__help__subcmd__daemon__subcmd__reexec"
                 ;;
+            supctl__subcmd__help,events)
+                cmd="supctl__subcmd__help__subcmd__events"
+                ;;
             supctl__subcmd__help,exec)
                 cmd="supctl__subcmd__help__subcmd__exec"
                 ;;
@@ -66,6 +75,9 @@ _supctl() {
                 ;;
             supctl__subcmd__help,image)
                 cmd="supctl__subcmd__help__subcmd__image"
+                ;;
+            supctl__subcmd__help,kill)
+                cmd="supctl__subcmd__help__subcmd__kill"
                 ;;
             supctl__subcmd__help,logs)
                 cmd="supctl__subcmd__help__subcmd__logs"
@@ -152,7 +164,7 @@ _supctl() {
 
     case "${cmd}" in
         supctl)
-            opts="-h -V --socket --help --version status start stop restart reset-failed reload logs show exec daemon-reexec image validate help"
+            opts="-h -V --socket --help --version status start stop restart reset-failed reload logs show exec kill daemon-reexec image events validate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -187,13 +199,59 @@ _supctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        supctl__subcmd__exec)
-            opts="-h --socket --help"
+        supctl__subcmd__events)
+            opts="-h --json --since --socket --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        supctl__subcmd__exec)
+            opts="-t -u -e -w -h --tty --user --env --workdir --socket --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -u)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --env)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -e)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --workdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -w)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -206,7 +264,7 @@ _supctl() {
             return 0
             ;;
         supctl__subcmd__help)
-            opts="status start stop restart reset-failed reload logs show exec daemon-reexec image validate help"
+            opts="status start stop restart reset-failed reload logs show exec kill daemon-reexec image events validate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -220,6 +278,20 @@ _supctl() {
             return 0
             ;;
         supctl__subcmd__help__subcmd__daemon__subcmd__reexec)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        supctl__subcmd__help__subcmd__events)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -334,6 +406,20 @@ _supctl() {
         supctl__subcmd__help__subcmd__image__subcmd__rm)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        supctl__subcmd__help__subcmd__kill)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -681,8 +767,34 @@ _supctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        supctl__subcmd__kill)
+            opts="-s -h --signal --socket --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --signal)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         supctl__subcmd__logs)
-            opts="-f -n -h --follow --lines --socket --help"
+            opts="-f -n -t -h --follow --lines --since --until --timestamps --stream --json --socket --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -694,6 +806,18 @@ _supctl() {
                     ;;
                 -n)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --until)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --stream)
+                    COMPREPLY=($(compgen -W "stdout stderr" -- "${cur}"))
                     return 0
                     ;;
                 --socket)

@@ -23,7 +23,7 @@ _supd() {
 
     case "${cmd}" in
         supd)
-            opts="-h -V --units-dir --state-dir --runtime-dir --log-dir --socket --cgroup-root --cgroup-parent --socket-group --journal-socket --read-group --help --version"
+            opts="-h -V --units-dir --state-dir --runtime-dir --log-dir --socket --cgroup-root --cgroup-parent --socket-group --journal-socket --metrics-listen --read-group --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -62,6 +62,10 @@ _supd() {
                     return 0
                     ;;
                 --journal-socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-listen)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

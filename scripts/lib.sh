@@ -20,6 +20,22 @@ ensure_packages() {
   fi
 }
 
+# promtool (Prometheus' checker, for tests/metrics.rs): unpacked from
+# Debian's prometheus package under target/, never installed, so no
+# Prometheus server starts on this machine. Puts it on PATH.
+ensure_promtool() {
+  command -v promtool >/dev/null 2>&1 && return
+  local dir="$PWD/target/promtool"
+  if [ ! -x "$dir/usr/bin/promtool" ]; then
+    echo "unpacking promtool from Debian's prometheus package (not installed)"
+    rm -rf "$dir" && mkdir -p "$dir"
+    [ -n "$(apt-cache policy prometheus 2>/dev/null | grep Candidate)" ] || apt-get update -qq
+    (cd "$dir" && apt-get download -qq prometheus 2>/dev/null) || { echo "cannot download prometheus: tests/metrics.rs will say promtool is missing" >&2; return; }
+    dpkg-deb -x "$dir"/prometheus_*.deb "$dir"
+  fi
+  export PATH="$dir/usr/bin:$PATH"
+}
+
 ensure_rust() {
   if command -v cargo >/dev/null 2>&1; then return; fi
   [ -x "$HOME/.cargo/bin/cargo" ] && { export PATH="$HOME/.cargo/bin:$PATH"; return; }

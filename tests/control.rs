@@ -106,8 +106,10 @@ fn start_stop_restart_report_and_change_pids() {
 #[test]
 fn logs_are_captured_rotated_and_tailed() {
     let d = Daemon::start();
-    // 60 lines of 100 bytes in 4 KiB files: one rotation, two files kept.
-    let script = "i=0; while [ $i -lt 60 ]; do printf 'line %03d %090d\\n' $i 0; i=$((i+1)); done; echo last-line >&2; exec sleep 1000";
+    // 60 records of 140 bytes (a 40-byte header, 100 of output) in 4 KiB
+    // files: 29 in each, two rotations, two files kept. stdout and stderr
+    // are separate pipes, ordered each on its own: the stderr line waits.
+    let script = "i=0; while [ $i -lt 60 ]; do printf 'line %03d %090d\\n' $i 0; i=$((i+1)); done; sleep 0.5; echo last-line >&2; exec sleep 1000";
     d.write_unit(
         "chatty",
         &sh_unit(&d, script, "logging: { max_size: 4K, max_files: 2 }\n"),
@@ -127,8 +129,8 @@ fn logs_are_captured_rotated_and_tailed() {
     );
     let all = String::from_utf8(d.supctl(&["logs", "chatty"]).stdout).unwrap();
     assert!(
-        all.ends_with("last-line\n") && all.len() > 4096,
-        "both files, oldest first"
+        all.ends_with("last-line\n") && all.starts_with("line 029 ") && all.lines().count() == 32,
+        "both files, oldest first: {all}"
     );
     assert_eq!(d.supctl(&["logs", "ghost"]).status.code(), Some(1));
     d.stop();

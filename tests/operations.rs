@@ -288,13 +288,17 @@ fn journal_driver_sends_each_line_with_the_unit_fields_and_logs_reads_journalctl
         ),
     );
     d.supctl(&["reload"]);
-    for line in ["hello", "world"] {
+    // stdout at info, stderr at err, each with its stream.
+    for (line, priority, stream) in [("hello", "6", "stdout"), ("world", "3", "stderr")] {
         let message = format!("MESSAGE={line}");
+        let priority = format!("PRIORITY={priority}");
+        let stream = format!("SUPD_STREAM={stream}");
         journal.wait_for(&[
             &message,
-            "PRIORITY=6",
+            &priority,
             "SYSLOG_IDENTIFIER=chatty",
             "SUPD_UNIT=chatty",
+            &stream,
         ]);
     }
     assert!(!d.dir.join("log/chatty.log").exists());
@@ -316,6 +320,28 @@ fn journal_driver_sends_each_line_with_the_unit_fields_and_logs_reads_journalctl
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "--no-pager -o cat --lines=5 SUPD_UNIT=chatty\n"
+    );
+    let out = run_timed(
+        std::process::Command::new(SUPCTL)
+            .env("SUPD_SOCKET", &d.socket)
+            .env(
+                "PATH",
+                format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+            )
+            .args([
+                "logs",
+                "-t",
+                "--since",
+                "2026-12-01T10:00:00Z",
+                "--stream",
+                "stderr",
+                "chatty",
+            ]),
+        || d.daemon_log(),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "--no-pager -o short-iso-precise --since=@1796119200 SUPD_UNIT=chatty SUPD_STREAM=stderr\n"
     );
     d.stop();
 }

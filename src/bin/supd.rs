@@ -78,6 +78,7 @@ fn daemon() -> anyhow::Result<()> {
         cgroup_parent,
         journal_socket: cli.journal_socket,
         journal_by_default: under_journal,
+        metrics_listen: cli.metrics_listen,
         access: AccessPolicy {
             admin_gid: group_id(&cli.socket_group),
             read_gid: match &cli.read_group {

@@ -62,15 +62,34 @@ pub enum Cmd {
     /// Re-read the unit directories now. Rarely needed: supd follows every
     /// change of a unit file or drop-in by itself.
     Reload,
-    /// Print a unit's output (stdout and stderr of the workload).
+    /// Print units' output (stdout and stderr of the workload), each line
+    /// as it was written; with several units, each line starts with the
+    /// unit's name.
     Logs {
         /// Keep printing new output as it arrives.
         #[arg(short, long)]
         follow: bool,
-        /// Only the last N lines.
+        /// Only the last N lines (of each unit).
         #[arg(short = 'n', long, value_name = "N")]
         lines: Option<usize>,
-        name: String,
+        /// Only lines written at or after TIME: RFC 3339 (2026-12-01T10:00:00Z)
+        /// or a duration ago (10m, 2h).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only lines written at or before TIME (as for --since).
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Start each line with the time supd read it (RFC 3339, UTC).
+        #[arg(short, long)]
+        timestamps: bool,
+        /// Only this stream.
+        #[arg(long, value_enum, value_name = "STREAM")]
+        stream: Option<StreamArg>,
+        /// One JSON object per line: unit, time, stream, message.
+        #[arg(long)]
+        json: bool,
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
     },
     /// Print the effective unit (after drop-ins) and the files it came from.
     Show { name: String },
@@ -78,10 +97,34 @@ pub enum Cmd {
     /// root, user, capabilities, seccomp filter and environment. Exits with
     /// the command's status. Needs root.
     Exec {
+        /// Give the command a terminal (raw mode on supctl's own, window
+        /// size passed on), as `docker exec -t`.
+        #[arg(short, long)]
+        tty: bool,
+        /// Run as USER[:GROUP] (a number or a name in the container's
+        /// /etc/passwd) instead of the unit's user.
+        #[arg(short, long, value_name = "USER[:GROUP]")]
+        user: Option<String>,
+        /// Set an environment variable (repeatable), over the unit's.
+        #[arg(short, long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// Start in DIR (inside the container) instead of the unit's workdir.
+        #[arg(short, long, value_name = "DIR")]
+        workdir: Option<PathBuf>,
         name: String,
         /// The command and its arguments, after `--`.
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<String>,
+    },
+    /// Send a signal to a unit's workload (through its init, which passes
+    /// it on). What follows is the restart policy's: a workload that exits
+    /// is restarted as after any exit. Default SIGTERM, as systemctl kill.
+    Kill {
+        /// A name (HUP, SIGHUP, RTMIN+3) or a number.
+        #[arg(short, long, value_name = "SIGNAL", default_value = "SIGTERM")]
+        signal: String,
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
     },
     /// Re-execute supd from its binary (after an upgrade installed a new
     /// one) in the same process; every container keeps running and is
@@ -93,11 +136,32 @@ pub enum Cmd {
         #[command(subcommand)]
         command: ImageCmd,
     },
+    /// Print what happens as it happens, until interrupted: state changes,
+    /// exits (code, signal, OOM kill), restarts with their reason, health
+    /// changes, reconciles, invalid unit files, storage filling up. One
+    /// line each: time, unit, type, message.
+    Events {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Begin with the events since TIME that supd still holds (the last
+        /// 4096): RFC 3339 or a duration ago (10m).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only these units' events (default: all, and supd's own).
+        names: Vec<String>,
+    },
     /// Check unit files without a daemon; exits 1 if any is invalid.
     Validate {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamArg {
+    Stdout,
+    Stderr,
 }
 
 #[derive(Subcommand, Debug)]

@@ -51,6 +51,11 @@ pub struct Cli {
         default_value = crate::supervisor::journal::JOURNAL_SOCKET
     )]
     pub journal_socket: PathBuf,
+    /// Serve Prometheus metrics at GET /metrics on ADDR: HOST:PORT (TCP, e.g.
+    /// 127.0.0.1:9464) or the path of a Unix socket. Built at each scrape
+    /// from the cgroups; nothing is sampled in between.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
     /// Members of this group may use status, show and logs only.
     #[arg(long, value_name = "GROUP")]
     pub read_group: Option<String>,

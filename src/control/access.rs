@@ -95,6 +95,7 @@ pub fn is_read_only(command: &Command) -> bool {
             | Command::Show { .. }
             | Command::ImageList
             | Command::ImageInspect { .. }
+            | Command::Events { .. }
     )
 }
 

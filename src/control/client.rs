@@ -13,6 +13,8 @@ pub enum ClientError {
         "cannot connect to supd at {path}: {error} (is supd running? set --socket or SUPD_SOCKET)"
     )]
     Connect { path: PathBuf, error: io::Error },
+    #[error("cannot connect to supd at {path}: permission denied: you are not root or in supd's group (`supd`, or its --socket-group)")]
+    Denied { path: PathBuf },
     #[error("talking to supd at {path}: {error}")]
     Io { path: PathBuf, error: io::Error },
     #[error("supd at {path} closed the connection without answering")]
@@ -76,6 +78,38 @@ pub fn call_with_progress(
     Ok(response)
 }
 
+/// `events`: after the first answer, calls `each` with every answer that
+/// follows until supd closes the connection or `each` returns false.
+pub fn subscribe(
+    socket: &Path,
+    command: Command,
+    mut each: impl FnMut(Response) -> bool,
+) -> Result<Response, ClientError> {
+    let (first, mut reader) = call_keeping(socket, command)?;
+    if !matches!(first.body, super::protocol::Body::Subscribed) {
+        return Ok(first);
+    }
+    loop {
+        let mut line = String::new();
+        let read = reader
+            .read_line(&mut line)
+            .map_err(|error| ClientError::Io {
+                path: socket.to_path_buf(),
+                error,
+            })?;
+        if read == 0 {
+            return Ok(first);
+        }
+        let response = serde_json::from_str(&line).map_err(|e| ClientError::BadAnswer {
+            path: socket.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+        if !each(response) {
+            return Ok(first);
+        }
+    }
+}
+
 /// Sends the request and reads the first answer line; the reader keeps
 /// whatever came after it.
 fn call_keeping(
@@ -86,9 +120,14 @@ fn call_keeping(
         path: socket.to_path_buf(),
         error,
     };
-    let mut stream = UnixStream::connect(socket).map_err(|error| ClientError::Connect {
-        path: socket.to_path_buf(),
-        error,
+    let mut stream = UnixStream::connect(socket).map_err(|error| match error.kind() {
+        io::ErrorKind::PermissionDenied => ClientError::Denied {
+            path: socket.to_path_buf(),
+        },
+        _ => ClientError::Connect {
+            path: socket.to_path_buf(),
+            error,
+        },
     })?;
     let request = Request {
         v: PROTOCOL_VERSION,

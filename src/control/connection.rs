@@ -83,6 +83,11 @@ impl Connection {
         self.output.len() < SERVE_BELOW
     }
 
+    /// Bytes sent and not yet taken by the client.
+    pub fn queued(&self) -> usize {
+        self.output.len()
+    }
+
     /// The client let more output pile up than any answer needs.
     pub fn overflowed(&self) -> bool {
         self.output.len() > MAX_QUEUED_OUTPUT

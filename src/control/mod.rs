@@ -3,5 +3,6 @@
 
 pub mod access;
 pub mod client;
+pub mod clock;
 pub mod connection;
 pub mod protocol;

@@ -54,6 +54,11 @@ pub enum Command {
     Show {
         name: String,
     },
+    /// A signal to the named units' workloads (their init passes it on).
+    Kill {
+        names: Vec<String>,
+        signal: i32,
+    },
     /// What `supctl exec` needs to enter a running container.
     Exec {
         name: String,
@@ -80,6 +85,15 @@ pub enum Command {
         name: String,
     },
     ImagePrune,
+    /// A subscription: the events since `since` (RFC 3339) that supd
+    /// still holds, then each new one as it happens, of the named units
+    /// (or all, and those of no unit).
+    Events {
+        #[serde(default)]
+        since: Option<String>,
+        #[serde(default)]
+        names: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -92,6 +106,11 @@ pub struct Response {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Body {
+    /// The first answer to `events`; events follow, one per line.
+    Subscribed,
+    Event {
+        event: Event,
+    },
     Status {
         units: Vec<UnitStatus>,
     },
@@ -262,7 +281,67 @@ pub struct UnitStatus {
     /// Units with `resources.storage`.
     #[serde(default)]
     pub storage: Option<StorageStatus>,
+    /// Output records the journal did not take (it was not reading) and
+    /// supd dropped rather than wait.
+    #[serde(default)]
+    pub log_dropped: Option<u64>,
     pub error: Option<String>,
+}
+
+/// Something that happened, for `supctl events`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// RFC 3339 UTC, nanoseconds.
+    pub time: String,
+    /// None for supd's own (a reconcile of the unit directories).
+    pub unit: Option<String>,
+    pub kind: EventKind,
+    /// What an operator reads: `running -> backoff`, `exited with code 1`.
+    pub message: String,
+    /// `state`: the state before and after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<State>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<State>,
+    /// `exit`: how the run ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<LastExit>,
+    /// `health`: the new health.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// A state change of the unit.
+    State,
+    /// The container exited (code, signal, OOM kill).
+    Exit,
+    /// A restart was scheduled, with its reason.
+    Restart,
+    Health,
+    /// A change of the unit files applied to the unit (started, restarted,
+    /// updated live, stopped, removed, masked), or a reconcile of them all.
+    Reconcile,
+    /// The unit file is invalid.
+    Invalid,
+    /// The writable layer filled up, or has room again.
+    Storage,
+}
+
+impl EventKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::State => "state",
+            EventKind::Exit => "exit",
+            EventKind::Restart => "restart",
+            EventKind::Health => "health",
+            EventKind::Reconcile => "reconcile",
+            EventKind::Invalid => "invalid",
+            EventKind::Storage => "storage",
+        }
+    }
 }
 
 /// The writable layer of a unit with `resources.storage`.
@@ -323,38 +402,11 @@ pub enum FailedCheck {
     Watchdog,
 }
 
-/// Seconds since the epoch as RFC 3339 UTC (`2026-11-22T10:00:00Z`).
-pub fn rfc3339(unix_seconds: u64) -> String {
-    let days = (unix_seconds / 86_400) as i64;
-    let secs = unix_seconds % 86_400;
-    // Howard Hinnant's civil-from-days algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
+pub use super::clock::rfc3339;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_795_341_600), "2026-11-22T10:00:00Z");
-    }
 
     #[test]
     fn wire_format() {

@@ -81,7 +81,14 @@ fn open_namespaces(pid: i32) -> Result<Vec<Namespace>, EnterError> {
 /// the command's exit status as a shell reports it (128+N for signal N).
 /// Must be called from a single-threaded process: it forks, and setns to a
 /// mount namespace refuses threaded callers.
-pub fn run(pid: i32, unit: &Unit, cgroups: &[PathBuf], argv: &[String]) -> Result<i32, EnterError> {
+/// With `tty`, the command gets a terminal of the container's devpts.
+pub fn run(
+    pid: i32,
+    unit: &Unit,
+    cgroups: &[PathBuf],
+    argv: &[String],
+    tty: bool,
+) -> Result<i32, EnterError> {
     let seccomp = compile_seccomp(unit)?;
     let namespaces = open_namespaces(pid)?;
     let root_path = PathBuf::from(format!("/proc/{pid}/root"));
@@ -97,9 +104,22 @@ pub fn run(pid: i32, unit: &Unit, cgroups: &[PathBuf], argv: &[String]) -> Resul
     nix::unistd::fchdir(root.as_fd()).map_err(sys_step("chdir to the container root"))?;
     nix::unistd::chroot(".").map_err(sys_step("chroot"))?;
     drop(root);
+    let terminal = match tty {
+        true => {
+            Some(super::exec_tty::open().map_err(sys_step("open a terminal in the container"))?)
+        }
+        false => None,
+    };
     // SAFETY: supctl is single-threaded, so the child may run any code.
     match unsafe { nix::unistd::fork() }.map_err(sys_step("fork"))? {
         ForkResult::Child => {
+            if let Some(terminal) = &terminal {
+                if let Err(e) = super::exec_tty::become_controlling(&terminal.slave) {
+                    eprintln!("supctl exec: terminal: {e}");
+                    std::process::exit(126);
+                }
+            }
+            drop(terminal);
             let error = exec_in_container(unit, argv, seccomp);
             eprintln!("supctl exec: {error}");
             // Docker's codes: 126 cannot execute, 127 not found.
@@ -109,7 +129,16 @@ pub fn run(pid: i32, unit: &Unit, cgroups: &[PathBuf], argv: &[String]) -> Resul
             };
             std::process::exit(code);
         }
-        ForkResult::Parent { child } => wait_for(child),
+        ForkResult::Parent { child } => {
+            if let Some(terminal) = terminal {
+                drop(terminal.slave);
+                let relayed = super::exec_tty::relay(&terminal.master);
+                let code = wait_for(child)?;
+                relayed.map_err(sys_step("relay the terminal"))?;
+                return Ok(code);
+            }
+            wait_for(child)
+        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod cgroup;
 pub mod console;
 pub mod devnodes;
 pub mod enter;
+mod exec_tty;
 pub mod inputs;
 pub mod net;
 pub mod rootfs;
@@ -73,5 +74,8 @@ pub const OUTPUT_HOLD_FD: i32 = 5;
 /// A host file the init writes the workload's exit code to before it
 /// exits, for a supd that is not its parent (see `Dirs::exit_record`).
 pub const EXIT_FD: i32 = 6;
+/// The init's copy of the stderr pipe's read end, as OUTPUT_HOLD_FD is
+/// of stdout's.
+pub const ERROR_HOLD_FD: i32 = 7;
 /// The hidden subcommand of the supd binary that runs the init stage.
 pub const INIT_STAGE_ARG: &str = "__init-stage";

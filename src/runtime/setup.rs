@@ -5,7 +5,7 @@
 
 use super::net::{self, NetPlan};
 use super::workload::{compile_seccomp, exec_workload, Prepared};
-use super::{rootfs, security, user, EXIT_FD, OUTPUT_HOLD_FD, REPORT_FD, SPEC_FD};
+use super::{rootfs, security, user, ERROR_HOLD_FD, EXIT_FD, OUTPUT_HOLD_FD, REPORT_FD, SPEC_FD};
 use crate::unit::{NetworkMode, Unit};
 use nix::sys::signal::SigmaskHow;
 use nix::unistd::ForkResult;
@@ -124,6 +124,7 @@ pub fn run_init_stage() -> ! {
     for (fd, what) in [
         (REPORT_FD, "report pipe"),
         (OUTPUT_HOLD_FD, "output pipe"),
+        (ERROR_HOLD_FD, "error pipe"),
         (EXIT_FD, "exit record"),
     ] {
         // SAFETY: F_SETFD on a descriptor number supd's spawn set up; no

@@ -4,7 +4,9 @@
 
 use super::net::{names::NameFiles, NetPlan};
 use super::userns::IdMaps;
-use super::{Dirs, Spec, EXIT_FD, INIT_STAGE_ARG, OUTPUT_HOLD_FD, REPORT_FD, SPEC_FD};
+use super::{
+    Dirs, Spec, ERROR_HOLD_FD, EXIT_FD, INIT_STAGE_ARG, OUTPUT_HOLD_FD, REPORT_FD, SPEC_FD,
+};
 use crate::unit::{NetworkMode, Unit};
 use nix::fcntl::OFlag;
 use nix::sys::memfd::{memfd_create, MFdFlags};
@@ -46,8 +48,10 @@ pub struct Spawned {
     /// Read end of the setup report pipe: EOF without data means the
     /// workload was executed, a JSON line is a `SetupError`.
     pub report: File,
-    /// Read end of the workload's stdout and stderr.
+    /// Read end of the workload's stdout.
     pub output: File,
+    /// Read end of its stderr.
+    pub error: File,
     /// `boot`: the container's /dev/console.
     pub console: Option<super::console::Console>,
 }
@@ -123,10 +127,17 @@ pub fn spawn(
     let (output_read, output_write) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys("output pipe"))?;
     size_output_pipe(&output_read, host.output_pipe_size);
+    let (error_read, error_write) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys("error pipe"))?;
+    size_output_pipe(&error_read, host.output_pipe_size);
     let exit_record = open_exit_record(&dirs.exit_record(&unit.name))?;
     let (go_read, go_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys("go pipe"))?;
     // supd's ends only: its event loop must never block on a read.
-    for (end, what) in [(&report_read, "report pipe"), (&output_read, "output pipe")] {
+    for (end, what) in [
+        (&report_read, "report pipe"),
+        (&output_read, "output pipe"),
+        (&error_read, "error pipe"),
+    ] {
         nix::fcntl::fcntl(end, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
             .map_err(sys(what))?;
     }
@@ -152,7 +163,9 @@ pub fn spawn(
     let child_fds = ChildFds {
         stdin: devnull.as_raw_fd(),
         output: output_write.as_raw_fd(),
+        error: error_write.as_raw_fd(),
         output_hold: output_read.as_raw_fd(),
+        error_hold: error_read.as_raw_fd(),
         exit_record: exit_record.as_raw_fd(),
         spec: spec_fd.as_raw_fd(),
         report: report_write.as_raw_fd(),
@@ -201,6 +214,7 @@ pub fn spawn(
         pidfd,
         report: File::from(report_read),
         output: File::from(output_read),
+        error: File::from(error_read),
         console,
     })
 }
@@ -296,7 +310,9 @@ fn write_spec(spec: &Spec) -> Result<OwnedFd, SpawnError> {
 struct ChildFds {
     stdin: RawFd,
     output: RawFd,
+    error: RawFd,
     output_hold: RawFd,
+    error_hold: RawFd,
     exit_record: RawFd,
     spec: RawFd,
     report: RawFd,
@@ -423,13 +439,23 @@ fn exec_init_stage(
         let moved = [
             high(fds.stdin),
             high(fds.output),
-            high(fds.output),
+            high(fds.error),
             high(fds.spec),
             high(fds.report),
             high(fds.output_hold),
             high(fds.exit_record),
+            high(fds.error_hold),
         ];
-        let targets = [0, 1, 2, SPEC_FD, REPORT_FD, OUTPUT_HOLD_FD, EXIT_FD];
+        let targets = [
+            0,
+            1,
+            2,
+            SPEC_FD,
+            REPORT_FD,
+            OUTPUT_HOLD_FD,
+            EXIT_FD,
+            ERROR_HOLD_FD,
+        ];
         // The binary's descriptor may sit on one of the targets.
         let exe = high(fds.exe);
         for (source, target) in moved.iter().zip(targets) {

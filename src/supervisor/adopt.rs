@@ -3,10 +3,11 @@
 
 use super::entry::{Entry, Run};
 use super::machine::{Machine, Settings};
+use super::output::Stream;
 use super::records::{self, Found, Record, RunRecord};
 use super::{monotonic_now, Source, Supervisor};
 use crate::control::protocol::LastExit;
-use crate::runtime::OUTPUT_HOLD_FD;
+use crate::runtime::{ERROR_HOLD_FD, OUTPUT_HOLD_FD};
 use std::os::fd::{AsFd, OwnedFd};
 
 impl Supervisor {
@@ -93,26 +94,12 @@ impl Supervisor {
             .logs_to_journal(&record.unit)
             .then(|| super::journal::JournalSink::new(&self.options.journal_socket, name));
         let mut entry = self.restored_entry(name, record, true);
-        let output = if holds_output {
-            match records::pidfd_getfd(&pidfd, OUTPUT_HOLD_FD) {
-                Ok(file) => Some(file),
-                Err(e) => {
-                    log::warn!("{name}: cannot take over the output pipe: {e}; output is lost");
-                    None
-                }
-            }
+        let pipes = if holds_output {
+            Stream::BOTH.map(|stream| take_pipe(name, &pidfd, stream))
         } else {
             log::warn!("{name}: `init: false`: its output went with the earlier supd");
-            None
+            [None, None]
         };
-        if let Some(file) = &output {
-            if let Err(e) = nix::fcntl::fcntl(
-                file,
-                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-            ) {
-                log::warn!("{name}: output pipe: {e}");
-            }
-        }
         let exit_token = self.register(pidfd.as_fd(), Source::Exit(name.to_string()));
         let now = monotonic_now();
         entry.run = Some(Run {
@@ -132,10 +119,11 @@ impl Supervisor {
         entry.cpu_sample = super::lifecycle::cgroup_usage(&entry).map(|usage| (now, usage));
         entry.journal = journal;
         self.entries.insert(name.to_string(), entry);
-        if let Some(file) = output {
-            let token = self.register(file.as_fd(), Source::Output(name.to_string()));
+        for (stream, file) in Stream::BOTH.into_iter().zip(pipes) {
+            let Some(file) = file else { continue };
+            let token = self.register(file.as_fd(), Source::Output(name.to_string(), stream));
             if let (Some(token), Some(entry)) = (token, self.entries.get_mut(name)) {
-                entry.output = Some((file, token));
+                entry.pipes[stream.index()] = Some((file, token));
             }
         }
         if notify {
@@ -153,8 +141,10 @@ impl Supervisor {
             run.pid
         );
         self.begin_health(name, now);
-        // Output written while supd was away is waiting in the pipe.
-        self.on_output(name);
+        // Output written while supd was away is waiting in the pipes.
+        for stream in Stream::BOTH {
+            self.on_output(name, stream);
+        }
         self.dirty.insert(name.to_string());
     }
 
@@ -183,4 +173,36 @@ impl Supervisor {
         }
         self.drive(name, |machine, now| machine.exited(now, exit, None));
     }
+}
+
+/// The init's copy of one output pipe's read end, non-blocking. An init
+/// of an older supd has one pipe for both streams (and no ERROR_HOLD_FD:
+/// whatever it has at that number is not a pipe, and is left alone).
+fn take_pipe(name: &str, pidfd: &OwnedFd, stream: Stream) -> Option<std::fs::File> {
+    use std::os::unix::fs::FileTypeExt;
+    let fd = match stream {
+        Stream::Stdout => OUTPUT_HOLD_FD,
+        Stream::Stderr => ERROR_HOLD_FD,
+    };
+    let file = match records::pidfd_getfd(pidfd, fd) {
+        Ok(file) => file,
+        Err(e) if stream == Stream::Stderr => {
+            log::debug!("{name}: no stderr pipe to take over ({e}): one pipe for both");
+            return None;
+        }
+        Err(e) => {
+            log::warn!("{name}: cannot take over the output pipe: {e}; output is lost");
+            return None;
+        }
+    };
+    if !file.metadata().is_ok_and(|m| m.file_type().is_fifo()) {
+        return None;
+    }
+    if let Err(e) = nix::fcntl::fcntl(
+        &file,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    ) {
+        log::warn!("{name}: {} pipe: {e}", stream.name());
+    }
+    Some(file)
 }

@@ -171,13 +171,16 @@ impl Supervisor {
             self.unregister(connection.stream.as_fd(), token);
         }
         self.waiters.retain(|w| w.token != token);
+        self.events.unsubscribe(token);
         self.imports.cancel_for(token);
     }
 
     /// The client's last request is still being answered (units settling,
     /// an import running): the lines behind it wait.
     fn client_waits(&self, token: u64) -> bool {
-        self.waiters.iter().any(|w| w.token == token) || self.imports.waits(token)
+        self.waiters.iter().any(|w| w.token == token)
+            || self.imports.waits(token)
+            || self.events.is_subscribed(token)
     }
 }
 

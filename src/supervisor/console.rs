@@ -24,7 +24,7 @@ impl Supervisor {
         };
         if let Some(console) = entry.run.as_mut().and_then(|r| r.console.as_mut()) {
             let text = read_some(console);
-            super::lifecycle::write_output(&mut entry.journal, &mut entry.log, name, &text);
+            entry.take_output(super::output::Stream::Stdout, &text);
         }
     }
 
@@ -36,7 +36,8 @@ impl Supervisor {
         };
         if let Some(entry) = self.entries.get_mut(name) {
             let text = read_some(&mut console);
-            super::lifecycle::write_output(&mut entry.journal, &mut entry.log, name, &text);
+            entry.take_output(super::output::Stream::Stdout, &text);
+            entry.finish_output(super::output::Stream::Stdout);
         }
         self.unregister(console.console.master.as_fd(), console.token);
     }

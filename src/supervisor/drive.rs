@@ -18,11 +18,42 @@ impl Supervisor {
             return;
         };
         let effects = event(&mut entry.machine, now);
+        self.emit_transitions(name, now);
         self.dirty.insert(name.to_string());
         for effect in effects {
             self.execute(name, effect, now);
         }
+        self.emit_transitions(name, now);
         self.follow_image(name);
+    }
+
+    /// The machine's state changes as events; a change to backoff also
+    /// as a restart, with its reason.
+    pub(super) fn emit_transitions(&mut self, name: &str, now: Duration) {
+        let Some(entry) = self.entries.get_mut(name) else {
+            return;
+        };
+        let transitions = entry.machine.take_transitions();
+        if transitions.is_empty() {
+            return;
+        }
+        let why = entry.machine.error().map(str::to_string);
+        let restart = super::events::restart_reason(&entry.machine, now);
+        for (from, to) in transitions {
+            let failed = matches!(
+                to,
+                super::entry::State::Backoff | super::entry::State::Failed
+            );
+            let why = why.as_deref().filter(|_| failed);
+            self.emit(super::events::state_change(name, from, to, why));
+            if to == super::entry::State::Backoff {
+                self.emit(super::events::event(
+                    Some(name),
+                    crate::control::protocol::EventKind::Restart,
+                    restart.clone(),
+                ));
+            }
+        }
     }
 
     fn execute(&mut self, name: &str, effect: Effect, now: Duration) {
@@ -52,7 +83,7 @@ impl Supervisor {
                 self.dirty.insert(name.to_string());
                 self.remove_storage(name);
                 if let Some(entry) = self.entries.remove(name) {
-                    if let Some((file, token)) = entry.output {
+                    for (file, token) in entry.pipes.into_iter().flatten() {
                         self.unregister(file.as_fd(), token);
                     }
                 }

@@ -90,7 +90,10 @@ pub struct Entry {
     pub cpu_sample: Option<(Duration, u64)>,
     /// The unit file's current validation error, if it is invalid now.
     pub config_error: Option<String>,
-    pub output: Option<(File, u64)>,
+    /// The read ends of the workload's stdout and stderr, by stream index.
+    pub pipes: [Option<(File, u64)>; 2],
+    /// What each stream sent past its last newline.
+    pub lines: [super::output::Lines; 2],
     pub log: LogSink,
     /// Set while the unit's output goes to the journal instead of `log`.
     pub journal: Option<super::journal::JournalSink>,
@@ -99,6 +102,8 @@ pub struct Entry {
     /// `STATE_DIR/NAME`.
     pub state_dir: PathBuf,
     pub storage: super::storage::StorageWatch,
+    /// Events noticed where the supervisor is not at hand, for `emit`.
+    pub pending_events: Vec<crate::control::protocol::Event>,
 }
 
 impl Entry {
@@ -114,12 +119,14 @@ impl Entry {
             oom_kills: 0,
             cpu_sample: None,
             config_error: None,
-            output: None,
+            pipes: [None, None],
+            lines: Default::default(),
             log: LogSink::new(dirs.log_file(name), Default::default()),
             journal: None,
             health: None,
             state_dir: dirs.unit_state(name),
             storage: Default::default(),
+            pending_events: Vec::new(),
         }
     }
 
@@ -203,6 +210,7 @@ impl Entry {
             image: super::handlers::image_line(self.unit.as_ref()),
             rollback: None,
             storage: None,
+            log_dropped: self.journal.as_ref().map(|j| j.dropped).filter(|n| *n > 0),
             error: self
                 .config_error
                 .clone()

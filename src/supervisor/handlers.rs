@@ -22,6 +22,7 @@ impl Supervisor {
             Command::Logs { name } => Some(self.logs(&name)),
             Command::Show { name } => Some(self.show(&name)),
             Command::Exec { name } => Some(self.exec(&name)),
+            Command::Kill { names, signal } => Some(self.kill(&names, signal)),
             Command::DaemonReexec => Some(self.request_reexec()),
             Command::ImageImport {
                 path,
@@ -39,7 +40,44 @@ impl Supervisor {
             Command::ImageInspect { name } => Some(self.image_inspect(&name)),
             Command::ImageRm { name } => Some(self.image_rm(&name)),
             Command::ImagePrune => Some(self.image_prune()),
+            Command::Events { since, names } => self.subscribe(token, since, names),
         }
+    }
+
+    /// `supctl kill`: through the init's pidfd, never a recycled pid.
+    fn kill(&self, names: &[String], signal: i32) -> Response {
+        if let Some(unknown) = self.unknown(names) {
+            return unknown;
+        }
+        if !(1..=64).contains(&signal) {
+            return Response::error(format!("no signal {signal}"));
+        }
+        let mut failed = Vec::new();
+        let mut sent = Vec::new();
+        for name in names {
+            let Some(entry) = self.entries.get(name) else {
+                continue;
+            };
+            let result = match entry.run.as_ref() {
+                None => Err("not running".to_string()),
+                Some(run) => run.signal(signal).map_err(|e| e.to_string()),
+            };
+            match result {
+                Ok(()) => {
+                    log::info!("{name}: sent signal {signal} on request");
+                    sent.push(name.as_str());
+                }
+                Err(error) => failed.push(UnitFailure {
+                    name: name.clone(),
+                    state: entry.state(),
+                    error: Some(error),
+                }),
+            }
+        }
+        Response::new(Body::Done {
+            message: format!("sent signal {signal} to {}", sent.join(", ")),
+            failed,
+        })
     }
 
     fn show(&self, name: &str) -> Response {
@@ -108,6 +146,7 @@ impl Supervisor {
             .filter(|e| names.is_empty() || names.contains(&e.name))
             .map(|e| e.status_now(now))
             .collect();
+        self.flush_pending_events();
         let units = units
             .into_iter()
             .map(|u| self.live_error(u))

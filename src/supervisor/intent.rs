@@ -108,7 +108,9 @@ impl Supervisor {
         let Some(entry) = self.entries.get_mut(name) else {
             return false;
         };
-        entry.machine.held(held, super::monotonic_now());
+        let now = super::monotonic_now();
+        entry.machine.held(held, now);
+        self.emit_transitions(name, now);
         true
     }
 }

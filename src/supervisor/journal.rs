@@ -1,24 +1,30 @@
 //! Container output to the systemd journal over its native protocol: one
-//! datagram per line, with SYSLOG_IDENTIFIER and SUPD_UNIT set to the unit
-//! name, so that `journalctl SUPD_UNIT=web` (or `-t web`) finds it.
+//! datagram per record, with SYSLOG_IDENTIFIER and SUPD_UNIT set to the
+//! unit name and SUPD_STREAM to `stdout` or `stderr`, so that
+//! `journalctl SUPD_UNIT=web` (or `-t web`) finds it. The socket is
+//! non-blocking: a journald that does not read costs the records it
+//! misses (counted, and said), never supd's event loop.
 
+use super::output::{Record, Stream};
 use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 
 /// Where journald listens for native messages.
 pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
-/// A line longer than this is sent in pieces, as journald's stdout
-/// transport does with its LineMax.
-const MAX_LINE: usize = 48 * 1024;
-/// syslog "info": container output carries no priority of its own.
-const PRIORITY_INFO: &[u8] = b"6";
+/// syslog "info" for stdout, "err" for stderr (as Docker's journald
+/// driver has them): container output carries no priority of its own.
+const PRIORITY_STDOUT: &[u8] = b"6";
+const PRIORITY_STDERR: &[u8] = b"3";
 
 pub struct JournalSink {
     socket: Option<UnixDatagram>,
     path: PathBuf,
     unit: String,
-    partial: Vec<u8>,
+    /// Records lost since the journal last took one.
+    dropping: u64,
+    /// Records lost in all, for `supctl status`.
+    pub dropped: u64,
 }
 
 /// Whether supd's own stderr is a journald stream: systemd sets
@@ -59,55 +65,61 @@ impl JournalSink {
             socket: None,
             path: path.to_path_buf(),
             unit: unit.to_string(),
-            partial: Vec::new(),
+            dropping: 0,
+            dropped: 0,
         }
     }
 
-    /// Sends every complete line; keeps the rest for the next write.
-    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        let mut pending = std::mem::take(&mut self.partial);
-        pending.extend_from_slice(data);
-        let mut result = Ok(());
-        let mut rest = pending.as_slice();
-        loop {
-            if let Some(end) = rest.iter().position(|b| *b == b'\n') {
-                let (line, after) = rest.split_at(end);
-                result = result.and(self.send(line));
-                rest = after.get(1..).unwrap_or_default();
-            } else if rest.len() >= MAX_LINE {
-                let (piece, after) = rest.split_at(MAX_LINE);
-                result = result.and(self.send(piece));
-                rest = after;
-            } else {
-                break;
+    /// Sends the record, or counts it lost.
+    pub fn send(&mut self, record: &Record<'_>) {
+        match self.try_send(record) {
+            Ok(()) if self.dropping > 0 => {
+                log::warn!(
+                    "{}: the journal takes output again; {} record(s) were dropped while it did not",
+                    self.unit,
+                    self.dropping
+                );
+                self.dropping = 0;
+            }
+            Ok(()) => {}
+            Err(e) => {
+                if self.dropping == 0 {
+                    log::warn!(
+                        "{}: the journal does not take output ({e}): dropping it until it does",
+                        self.unit
+                    );
+                }
+                self.dropping = self.dropping.saturating_add(1);
+                self.dropped = self.dropped.saturating_add(1);
             }
         }
-        self.partial = rest.to_vec();
-        result
     }
 
-    /// Sends a last line that had no newline (the container's pipe closed).
-    pub fn flush(&mut self) -> io::Result<()> {
-        if self.partial.is_empty() {
-            return Ok(());
-        }
-        let line = std::mem::take(&mut self.partial);
-        self.send(&line)
-    }
-
-    fn send(&mut self, line: &[u8]) -> io::Result<()> {
+    fn try_send(&mut self, record: &Record<'_>) -> io::Result<()> {
         let socket = match &self.socket {
             Some(socket) => socket,
-            None => self.socket.insert(UnixDatagram::unbound()?),
+            None => {
+                let socket = UnixDatagram::unbound()?;
+                socket.set_nonblocking(true)?;
+                self.socket.insert(socket)
+            }
         };
         let unit = self.unit.as_bytes();
-        let entry = encode(&[
-            ("MESSAGE", line),
-            ("PRIORITY", PRIORITY_INFO),
+        let priority = match record.stream {
+            Stream::Stdout => PRIORITY_STDOUT,
+            Stream::Stderr => PRIORITY_STDERR,
+        };
+        let mut fields: Vec<(&str, &[u8])> = vec![
+            ("MESSAGE", record.message),
+            ("PRIORITY", priority),
             ("SYSLOG_IDENTIFIER", unit),
             ("SUPD_UNIT", unit),
-        ]);
-        socket.send_to(&entry, &self.path).map(drop)
+            ("SUPD_STREAM", record.stream.name().as_bytes()),
+        ];
+        if record.partial {
+            fields.push(("SUPD_PARTIAL", b"1"));
+        }
+        socket.send_to(&encode(&fields), &self.path).map(drop)
     }
 }
 
@@ -125,25 +137,41 @@ mod tests {
     }
 
     #[test]
-    fn lines_are_sent_whole_and_the_rest_waits() {
+    fn records_carry_the_stream_and_a_journal_that_does_not_read_costs_only_records() {
         let dir = std::env::temp_dir().join(format!("supd-journal-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("socket");
         let _ = std::fs::remove_file(&path);
         let journal = UnixDatagram::bind(&path).unwrap();
         let mut sink = JournalSink::new(&path, "web");
-        sink.write(b"one\ntw").unwrap();
-        sink.write(b"o\nthr").unwrap();
-        sink.flush().unwrap();
+        let record = |stream, message: &'static str| Record {
+            time: std::time::Duration::ZERO,
+            stream,
+            partial: false,
+            message: message.as_bytes(),
+        };
+        sink.send(&record(Stream::Stdout, "one"));
+        sink.send(&record(Stream::Stderr, "two"));
         let mut buffer = [0u8; 1024];
-        for expected in ["one", "two", "thr"] {
+        for (message, priority, stream) in [("one", 6, "stdout"), ("two", 3, "stderr")] {
             let n = journal.recv(&mut buffer).unwrap();
-            let text = String::from_utf8_lossy(&buffer[..n]).to_string();
             assert_eq!(
-                text,
-                format!("MESSAGE={expected}\nPRIORITY=6\nSYSLOG_IDENTIFIER=web\nSUPD_UNIT=web\n")
+                String::from_utf8_lossy(&buffer[..n]),
+                format!("MESSAGE={message}\nPRIORITY={priority}\nSYSLOG_IDENTIFIER=web\nSUPD_UNIT=web\nSUPD_STREAM={stream}\n")
             );
         }
+        // Nobody reads: the socket's queue fills and sends would block.
+        let mut sent = 0;
+        while sink.dropped == 0 && sent < 100_000 {
+            sink.send(&record(Stream::Stdout, "filler"));
+            sent += 1;
+        }
+        assert!(sink.dropped > 0, "a full queue drops instead of blocking");
+        journal.set_nonblocking(true).unwrap();
+        while journal.recv(&mut buffer).is_ok() {}
+        sink.send(&record(Stream::Stdout, "again"));
+        assert_eq!(sink.dropping, 0, "taken again once the journal reads");
+        assert!(sink.dropped > 0, "the count stays, for status");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,6 +1,7 @@
 //! Starting, stopping and reaping containers, and reading their pipes.
 
 use super::entry::Run;
+use super::output::Stream;
 use super::{Source, Supervisor};
 use crate::control::protocol::LastExit;
 use crate::runtime::net::{self, HostSide};
@@ -69,7 +70,8 @@ impl Supervisor {
             return;
         };
         // Output of an earlier run that is still open is dropped with it.
-        if let Some((file, token)) = entry.output.take() {
+        let earlier: Vec<_> = entry.pipes.iter_mut().filter_map(Option::take).collect();
+        for (file, token) in earlier {
             self.unregister(file.as_fd(), token);
         }
         if let Err(error) = self.launch(name, &unit, now) {
@@ -192,7 +194,14 @@ impl Supervisor {
         }
         let spawned = spawned?;
         let report_token = self.register(spawned.report.as_fd(), Source::Report(name.into()));
-        let output_token = self.register(spawned.output.as_fd(), Source::Output(name.into()));
+        let output_token = self.register(
+            spawned.output.as_fd(),
+            Source::Output(name.into(), Stream::Stdout),
+        );
+        let error_token = self.register(
+            spawned.error.as_fd(),
+            Source::Output(name.into(), Stream::Stderr),
+        );
         let console = spawned.console.and_then(|console| {
             let token = self.register(console.master.as_fd(), Source::Console(name.into()))?;
             Some(super::console::ConsoleRun { console, token })
@@ -220,7 +229,10 @@ impl Supervisor {
         // starts from what the counter says now.
         entry.cpu_sample = cgroup_usage(entry).map(|usage| (now, usage));
         entry.journal = journal;
-        entry.output = output_token.map(|t| (spawned.output, t));
+        entry.pipes = [
+            output_token.map(|t| (spawned.output, t)),
+            error_token.map(|t| (spawned.error, t)),
+        ];
         entry.machine.launched(now);
         self.dirty.insert(name.to_string());
         self.begin_health(name, now);
@@ -298,11 +310,17 @@ impl Supervisor {
 
     pub(super) fn on_exit(&mut self, name: &str, exit: LastExit) {
         self.read_report(name);
-        self.on_output(name);
+        for stream in Stream::BOTH {
+            self.on_output(name, stream);
+        }
         let Some(entry) = self.entries.get_mut(name) else {
             return;
         };
         entry.storage_run_ended(super::monotonic_now());
+        self.flush_entry_events(name);
+        let Some(entry) = self.entries.get_mut(name) else {
+            return;
+        };
         let Some(mut run) = entry.run.take() else {
             return;
         };
@@ -361,6 +379,7 @@ impl Supervisor {
             );
         }
         let setup_error = run.setup_error.take();
+        self.emit(super::events::exit(name, &exit));
         self.drive(name, |machine, now| machine.exited(now, exit, setup_error));
         if self.shutting_down {
             // The units this one depended on may stop now.
@@ -414,11 +433,11 @@ impl Supervisor {
         false
     }
 
-    pub(super) fn on_output(&mut self, name: &str) {
+    pub(super) fn on_output(&mut self, name: &str, stream: Stream) {
         let Some(entry) = self.entries.get_mut(name) else {
             return;
         };
-        let Some((file, _)) = entry.output.as_mut() else {
+        let Some((mut file, token)) = entry.pipes[stream.index()].take() else {
             return;
         };
         let mut buffer = vec![0u8; OUTPUT_CHUNK];
@@ -426,7 +445,7 @@ impl Supervisor {
             match file.read(&mut buffer) {
                 Ok(0) => break true,
                 Ok(n) => {
-                    write_output(&mut entry.journal, &mut entry.log, name, &buffer[..n]);
+                    entry.take_output(stream, &buffer[..n]);
                     if n < buffer.len() {
                         break false;
                     }
@@ -437,29 +456,12 @@ impl Supervisor {
         };
         entry.check_storage(super::monotonic_now());
         if closed {
-            if let Some(Err(e)) = entry.journal.as_mut().map(|j| j.flush()) {
-                log::warn!("{name}: cannot write log: {e}");
-            }
-            if let Some((file, token)) = entry.output.take() {
-                self.unregister(file.as_fd(), token);
-            }
+            entry.finish_output(stream);
+            self.unregister(file.as_fd(), token);
+        } else {
+            entry.pipes[stream.index()] = Some((file, token));
         }
-    }
-}
-
-/// Into the unit's log (or the journal, where its output goes).
-pub(super) fn write_output(
-    journal: &mut Option<super::journal::JournalSink>,
-    log: &mut super::logs::LogSink,
-    name: &str,
-    bytes: &[u8],
-) {
-    let written = match journal.as_mut() {
-        Some(journal) => journal.write(bytes),
-        None => log.write(bytes),
-    };
-    if let Err(e) = written {
-        log::warn!("{name}: cannot write log: {e}");
+        self.flush_entry_events(name);
     }
 }
 

@@ -11,6 +11,7 @@ mod clients;
 mod console;
 mod drive;
 mod entry;
+mod events;
 mod handlers;
 pub mod health;
 mod images;
@@ -19,8 +20,10 @@ pub mod journal;
 mod lifecycle;
 pub mod logs;
 mod machine;
+pub mod metrics;
 mod networking;
 mod notify;
+pub mod output;
 mod readiness;
 mod reconcile;
 mod records;
@@ -66,6 +69,8 @@ pub struct Options {
     pub journal_socket: PathBuf,
     /// `logging.driver: auto` means the journal (supd runs under journald).
     pub journal_by_default: bool,
+    /// `--metrics-listen`: HOST:PORT or a Unix socket path.
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +90,8 @@ pub enum SupervisorError {
     SocketInUse(PathBuf),
     #[error("cgroups: {0}")]
     Cgroups(#[from] crate::runtime::cgroup::CgroupError),
+    #[error("{0}")]
+    Metrics(#[from] metrics::MetricsError),
 }
 
 const TOKEN_SIGNALS: u64 = 1;
@@ -92,6 +99,7 @@ const TOKEN_TIMER: u64 = 2;
 const TOKEN_LISTENER: u64 = 3;
 const TOKEN_WATCH: u64 = 4;
 const TOKEN_IMPORTS: u64 = 5;
+const TOKEN_METRICS: u64 = 6;
 
 /// How long a burst of file events may last before the reconcile it
 /// triggers: editors and config management write several files at once.
@@ -105,7 +113,7 @@ const LATEST_DEADLINE: Duration = Duration::from_secs(i64::MAX as u64 / 2);
 enum Source {
     Client,
     Report(String),
-    Output(String),
+    Output(String, output::Stream),
     Notify(String),
     /// The pidfd of an adopted init.
     Exit(String),
@@ -113,6 +121,8 @@ enum Source {
     Probe(String),
     /// A system container's console (pty master).
     Console(String),
+    /// A metrics scraper's connection.
+    Metrics,
 }
 
 /// A client waiting for units to settle after start/stop/restart.
@@ -151,6 +161,9 @@ pub struct Supervisor {
     sources: HashMap<u64, Source>,
     clients: HashMap<u64, Connection>,
     waiters: Vec<Waiter>,
+    events: events::EventLog,
+    metrics: Option<metrics::Listener>,
+    scrapers: HashMap<u64, metrics::Connection>,
     next_token: u64,
     shutting_down: bool,
     watcher: watch::UnitWatcher,
@@ -250,6 +263,12 @@ impl Supervisor {
         ] {
             fs::create_dir_all(dir).map_err(setup("create directory", dir))?;
         }
+        // The read group, where there is one, is who reads logs without
+        // acting; else the admin group.
+        logs::share_with_group(
+            &options.dirs.log,
+            options.access.read_gid.or(options.access.admin_gid),
+        );
         let exe = File::open("/proc/self/exe").map_err(setup("open", "/proc/self/exe".as_ref()))?;
         let found = records::load_all(&options.dirs);
         let adopted: std::collections::BTreeSet<String> = found
@@ -342,6 +361,14 @@ impl Supervisor {
         watch(listener.as_fd(), TOKEN_LISTENER)?;
         watch(watcher.fd(), TOKEN_WATCH)?;
         watch(imports.fd(), TOKEN_IMPORTS)?;
+        let metrics = options
+            .metrics_listen
+            .as_deref()
+            .map(metrics::listen)
+            .transpose()?;
+        if let Some(listener) = &metrics {
+            watch(listener.fd(), TOKEN_METRICS)?;
+        }
         Ok(Supervisor {
             epoll,
             signals,
@@ -352,6 +379,9 @@ impl Supervisor {
             sources: HashMap::new(),
             clients: HashMap::new(),
             waiters: Vec::new(),
+            events: Default::default(),
+            metrics,
+            scrapers: HashMap::new(),
             next_token: FIRST_DYNAMIC_TOKEN,
             shutting_down: false,
             watcher,
@@ -426,6 +456,9 @@ impl Supervisor {
             self.update_status();
         }
         let _ = fs::remove_file(&self.options.socket);
+        if let Some(listener) = &self.metrics {
+            listener.remove();
+        }
         self.finish_removals();
         self.cgroups.remove_parents();
         log::info!("all containers stopped, exiting");
@@ -442,15 +475,16 @@ impl Supervisor {
                 self.after_watch(changed);
             }
             TOKEN_IMPORTS => self.on_import_done(),
+            TOKEN_METRICS => self.accept_scrapers(),
             _ => match self.sources.get(&token) {
                 Some(Source::Client) => self.on_client(token, flags),
                 Some(Source::Report(name)) => {
                     let name = name.clone();
                     self.on_report(&name);
                 }
-                Some(Source::Output(name)) => {
-                    let name = name.clone();
-                    self.on_output(&name);
+                Some(Source::Output(name, stream)) => {
+                    let (name, stream) = (name.clone(), *stream);
+                    self.on_output(&name, stream);
                 }
                 Some(Source::Notify(name)) => {
                     let name = name.clone();
@@ -468,6 +502,7 @@ impl Supervisor {
                     let name = name.clone();
                     self.on_console(&name);
                 }
+                Some(Source::Metrics) => self.on_scraper(token),
                 None => {}
             },
         }

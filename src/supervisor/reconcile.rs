@@ -2,6 +2,7 @@
 
 use super::entry::Entry;
 use super::{monotonic_now, Supervisor};
+use crate::control::protocol::EventKind;
 use crate::plan::claims::{self, Claim};
 use crate::plan::{plan, Action, Actual};
 use crate::unit::loader::{load_dirs, misnamed_files, Outcome};
@@ -93,7 +94,20 @@ impl Supervisor {
                 (e.name.clone(), actual)
             })
             .collect();
-        for (name, action) in plan(&desired, &actual) {
+        let actions = plan(&desired, &actual);
+        let changed = actions
+            .iter()
+            .filter(|(_, action)| !matches!(action, Action::Keep(_)))
+            .count();
+        self.emit(super::events::event(
+            None,
+            EventKind::Reconcile,
+            format!(
+                "unit directories read: {} units, {changed} to act on",
+                desired.len()
+            ),
+        ));
+        for (name, action) in actions {
             if let Some((source, dropins, effective)) = origins.remove(&name) {
                 let entry = self.entry(&name);
                 entry.source = Some(source);
@@ -200,6 +214,8 @@ impl Supervisor {
     fn apply(&mut self, name: &str, action: Action) {
         let now = monotonic_now();
         self.dirty.insert(name.to_string());
+        let reconciled =
+            |message: &str| super::events::event(Some(name), EventKind::Reconcile, message);
         match action {
             Action::Start(unit) => {
                 self.entry(name).adopt(*unit, now);
@@ -207,22 +223,29 @@ impl Supervisor {
                     return;
                 }
                 log::info!("{name}: starting");
+                self.emit(reconciled("new or changed file: starting"));
                 self.drive(name, |machine, now| machine.file_start(now));
             }
             Action::Restart(unit) => {
                 log::info!("{name}: unit changed, restarting");
+                self.emit(reconciled("unit changed: restarting"));
                 self.entry(name).adopt(*unit, now);
                 self.drive(name, |machine, now| machine.file_changed(now));
             }
-            Action::UpdateLive(unit) => self.update_live(name, *unit),
+            Action::UpdateLive(unit) => {
+                self.emit(reconciled("unit changed: applied to the running container"));
+                self.update_live(name, *unit)
+            }
             Action::Keep(unit) => self.entry(name).adopt(*unit, now),
             Action::Stop(unit) => {
                 log::info!("{name}: disabled, stopping");
+                self.emit(reconciled("disabled: stopping"));
                 self.entry(name).adopt(*unit, now);
                 self.drive(name, |machine, now| machine.disable(now));
             }
             Action::Mask => {
                 log::info!("{name}: masked");
+                self.emit(reconciled("masked"));
                 let entry = self.entry(name);
                 entry.config_error = None;
                 entry.unit = None;
@@ -230,14 +253,19 @@ impl Supervisor {
             }
             Action::Invalid(error) => {
                 let entry = self.entry(name);
-                if entry.config_error.as_deref() != Some(error.to_string().as_str()) {
-                    log::warn!("{error}");
-                }
-                entry.config_error = Some(error.to_string());
+                let text = error.to_string();
+                let new = entry.config_error.as_deref() != Some(text.as_str());
+                entry.config_error = Some(text.clone());
                 entry.machine.invalid(now);
+                self.emit_transitions(name, now);
+                if new {
+                    log::warn!("{error}");
+                    self.emit(super::events::event(Some(name), EventKind::Invalid, text));
+                }
             }
             Action::Remove => {
                 log::info!("{name}: unit file removed, stopping");
+                self.emit(reconciled("unit file removed: stopping"));
                 self.drive(name, |machine, now| machine.remove(now));
             }
         }

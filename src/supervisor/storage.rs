@@ -121,20 +121,29 @@ impl Entry {
         }
         self.storage.full = full;
         let name = &self.name;
-        if full {
-            log::warn!(
-                "{name}: storage full: {} of {} used; the container's writes fail with \
+        let message = if full {
+            let message = format!(
+                "storage full: {} of {} used; the container's writes fail with \
                  ENOSPC (No space left on device) until it frees space or resources.storage.size grows",
                 human(used),
                 human(limit)
             );
+            log::warn!("{name}: {message}");
+            message
         } else {
-            log::info!(
-                "{name}: storage has room again: {} of {} used",
+            let message = format!(
+                "storage has room again: {} of {} used",
                 human(used),
                 human(limit)
             );
-        }
+            log::info!("{name}: {message}");
+            message
+        };
+        self.pending_events.push(super::events::event(
+            Some(name),
+            crate::control::protocol::EventKind::Storage,
+            message,
+        ));
     }
 
     /// A run ended (its init is reaped, so the layer is looked at from the

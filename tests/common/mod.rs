@@ -264,7 +264,19 @@ impl Daemon {
             .unwrap_or(0) as i32
     }
 
+    /// The unit's current log file as `supctl logs` prints it: the
+    /// messages of its records, one per line.
     pub fn log(&self, name: &str) -> String {
+        let text = fs::read_to_string(self.dir.join("log").join(format!("{name}.log")))
+            .unwrap_or_default();
+        text.lines()
+            .map(|line| supd::supervisor::logs::parse_record(line).message)
+            .map(|message| format!("{message}\n"))
+            .collect()
+    }
+
+    /// The raw records of the unit's current log file.
+    pub fn log_records(&self, name: &str) -> String {
         fs::read_to_string(self.dir.join("log").join(format!("{name}.log"))).unwrap_or_default()
     }
 

@@ -9,11 +9,13 @@ mod table;
 
 use anyhow::bail;
 use clap::Parser;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use supd::cli::supctl::{Cli, Cmd};
+use supd::cli::supctl::{Cli, Cmd, StreamArg};
 use supd::control::client::call;
 use supd::control::protocol::{Body, Command, Response, State, UnitStatus};
+use supd::supervisor::output::Stream;
 use supd::unit::loader::{load_file, unit_name, Outcome};
 
 fn main() -> ExitCode {
@@ -57,23 +59,158 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Logs {
             follow,
             lines,
-            name,
+            since,
+            until,
+            timestamps,
+            stream,
+            json,
+            names,
         } => {
-            let name_for_journal = name.clone();
-            match request(&socket, Command::Logs { name })? {
-                Body::Logs { journal: true, .. } => logs::journal(&name_for_journal, lines, follow),
-                Body::Logs { files, .. } => {
-                    logs::print(&files, lines, follow)?;
-                    Ok(0)
-                }
-                other => bail!("unexpected answer: {other:?}"),
-            }
+            let options = LogOptions {
+                since: since.as_deref().map(logs::parse_time).transpose()?,
+                until: until.as_deref().map(logs::parse_time).transpose()?,
+                stream: stream.map(|s| match s {
+                    StreamArg::Stdout => Stream::Stdout,
+                    StreamArg::Stderr => Stream::Stderr,
+                }),
+                timestamps,
+                json,
+            };
+            print_logs(&socket, &names, lines, follow, &options)
         }
         Cmd::Show { name } => show(&socket, name),
-        Cmd::Exec { name, command } => exec(&socket, name, &command),
+        Cmd::Exec {
+            tty,
+            user,
+            env,
+            workdir,
+            name,
+            command,
+        } => exec(
+            &socket,
+            name,
+            &command,
+            ExecOptions {
+                tty,
+                user,
+                env,
+                workdir,
+            },
+        ),
+        Cmd::Kill { signal, names } => {
+            let signal = supd::unit::schema::SignalName::parse(&signal)
+                .map_err(|e| anyhow::anyhow!("--signal: {e}"))?;
+            act(
+                &socket,
+                Command::Kill {
+                    names,
+                    signal: signal.0,
+                },
+            )
+        }
         Cmd::DaemonReexec => daemon_reexec(&socket),
         Cmd::Image { command } => image::run(&socket, command),
         Cmd::Validate { files } => Ok(validate(&files)),
+        Cmd::Events { json, since, names } => events(&socket, json, since, names),
+    }
+}
+
+struct LogOptions {
+    since: Option<std::time::Duration>,
+    until: Option<std::time::Duration>,
+    stream: Option<Stream>,
+    timestamps: bool,
+    json: bool,
+}
+
+fn print_logs(
+    socket: &Path,
+    names: &[String],
+    lines: Option<usize>,
+    follow: bool,
+    options: &LogOptions,
+) -> anyhow::Result<u8> {
+    let filter = |name: &str| logs::Filter {
+        since: options.since,
+        until: options.until,
+        stream: options.stream,
+        timestamps: options.timestamps,
+        json: options.json,
+        prefix: (names.len() > 1 || options.json).then(|| name.to_string()),
+    };
+    let mut followed = Vec::new();
+    for name in names {
+        match request(socket, Command::Logs { name: name.clone() })? {
+            Body::Logs { journal: true, .. } if names.len() == 1 => {
+                return logs::journal(name, lines, follow, &filter(name));
+            }
+            Body::Logs { journal: true, .. } => {
+                bail!("{name} logs to the journal: ask for it alone (journalctl reads it)")
+            }
+            Body::Logs { files, .. } => {
+                let from = logs::print(&files, lines, &filter(name))?;
+                if let (true, Some(current)) = (follow, files.last()) {
+                    followed.push(logs::Followed::new(current.clone(), from, filter(name)));
+                }
+            }
+            other => bail!("unexpected answer: {other:?}"),
+        }
+    }
+    if follow {
+        logs::follow(followed)?;
+    }
+    Ok(0)
+}
+
+fn events(
+    socket: &Path,
+    json: bool,
+    since: Option<String>,
+    names: Vec<String>,
+) -> anyhow::Result<u8> {
+    let since = since
+        .as_deref()
+        .map(logs::parse_time)
+        .transpose()?
+        .map(supd::control::clock::rfc3339_nanos);
+    let stdout = std::io::stdout();
+    let mut failed = None;
+    let first =
+        supd::control::client::subscribe(socket, Command::Events { since, names }, |response| {
+            let Body::Event { event } = response.body else {
+                return true;
+            };
+            let mut out = stdout.lock();
+            let written = if json {
+                serde_json::to_string(&event)
+                    .map_err(std::io::Error::other)
+                    .and_then(|line| writeln!(out, "{line}"))
+            } else {
+                writeln!(
+                    out,
+                    "{} {} {} {}",
+                    event.time,
+                    event.unit.as_deref().unwrap_or("-"),
+                    event.kind.name(),
+                    event.message
+                )
+            };
+            match written.and_then(|()| out.flush()) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            }
+        })?;
+    if let Body::Error { message } = first.body {
+        bail!("{message}");
+    }
+    match failed {
+        // A closed pipe (`supctl events | head`) is the reader's choice.
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        Some(e) => Err(e.into()),
+        None => Ok(0),
     }
 }
 
@@ -116,12 +253,42 @@ fn status(socket: &Path, json: bool, names: Vec<String>) -> anyhow::Result<u8> {
     })
 }
 
-fn exec(socket: &Path, name: String, command: &[String]) -> anyhow::Result<u8> {
-    let (pid, unit, cgroups) = match request(socket, Command::Exec { name })? {
+struct ExecOptions {
+    tty: bool,
+    user: Option<String>,
+    env: Vec<String>,
+    workdir: Option<PathBuf>,
+}
+
+fn exec(
+    socket: &Path,
+    name: String,
+    command: &[String],
+    options: ExecOptions,
+) -> anyhow::Result<u8> {
+    let (pid, mut unit, cgroups) = match request(socket, Command::Exec { name })? {
         Body::Exec { pid, unit, cgroups } => (pid, unit, cgroups),
         other => bail!("unexpected answer: {other:?}"),
     };
-    let code = supd::runtime::enter::run(pid, &unit, &cgroups, command)?;
+    if let Some(user) = &options.user {
+        unit.user = Some(
+            supd::unit::schema::UserSpec::parse(user)
+                .map_err(|e| anyhow::anyhow!("--user: {e}"))?,
+        );
+    }
+    for pair in &options.env {
+        let Some((key, value)) = pair.split_once('=') else {
+            bail!("--env {pair:?}: expected KEY=VALUE");
+        };
+        unit.env.insert(key.to_string(), value.to_string());
+    }
+    if let Some(dir) = options.workdir {
+        if !dir.is_absolute() {
+            bail!("--workdir {}: must be absolute", dir.display());
+        }
+        unit.workdir = dir;
+    }
+    let code = supd::runtime::enter::run(pid, &unit, &cgroups, command, options.tty)?;
     Ok(u8::try_from(code).unwrap_or(1))
 }
 

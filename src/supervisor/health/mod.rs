@@ -287,11 +287,21 @@ impl Supervisor {
             Change::None => {}
             Change::BecameHealthy => {
                 log::info!("{name}: healthy ({detail})");
+                self.emit(super::events::health(
+                    name,
+                    crate::control::protocol::Health::Healthy,
+                    &detail,
+                ));
                 self.drive(name, |machine, _| machine.health_passed());
             }
             Change::BecameUnhealthy => {
                 let why =
                     format!("unhealthy: {failures} probes failed in a row, the last: {detail}");
+                self.emit(super::events::health(
+                    name,
+                    crate::control::protocol::Health::Unhealthy,
+                    &format!("{failures} probes failed in a row, the last: {detail}"),
+                ));
                 self.drive(name, |machine, _| {
                     machine.health_lost();
                     Vec::new()

@@ -35,7 +35,13 @@ pub fn run_exec_helper(request: &str) -> i32 {
             return 125;
         }
     };
-    match crate::runtime::enter::run(request.pid, &request.unit, &request.cgroups, &request.argv) {
+    match crate::runtime::enter::run(
+        request.pid,
+        &request.unit,
+        &request.cgroups,
+        &request.argv,
+        false,
+    ) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("health probe: {e}");

@@ -74,6 +74,8 @@ pub struct Machine {
     status_text: Option<String>,
     /// The last run was killed at start_timeout (until a fresh start).
     last_timed_out: bool,
+    /// State changes not yet reported as events (see `take_transitions`).
+    transitions: Vec<(State, State)>,
 }
 
 impl Machine {
@@ -94,6 +96,7 @@ impl Machine {
             error: None,
             status_text: None,
             last_timed_out: false,
+            transitions: Vec::new(),
         }
     }
 
@@ -356,6 +359,11 @@ impl Machine {
 
     // ---- queries ----
 
+    /// The state changes since the last call, oldest first.
+    pub fn take_transitions(&mut self) -> Vec<(State, State)> {
+        std::mem::take(&mut self.transitions)
+    }
+
     pub fn state(&self) -> State {
         self.state
     }
@@ -448,6 +456,7 @@ impl Machine {
     fn set_state(&mut self, state: State, now: Duration) {
         if self.state != state {
             log::info!("{}: {} -> {}", self.name, self.state, state);
+            self.transitions.push((self.state, state));
             self.state = state;
             self.changed_at = now;
         }

@@ -87,6 +87,7 @@ impl Machine {
             error: snapshot.error,
             status_text: snapshot.status_text,
             last_timed_out: false,
+            transitions: Vec::new(),
         }
     }
 }
