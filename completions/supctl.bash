@@ -16,6 +16,9 @@ _supctl() {
             ",$1")
                 cmd="supctl"
                 ;;
+            supctl,cat)
+                cmd="supctl__subcmd__cat"
+                ;;
             supctl,daemon-reexec)
                 cmd="supctl__subcmd__daemon__subcmd__reexec"
                 ;;
@@ -33,6 +36,9 @@ _supctl() {
                 ;;
             supctl,kill)
                 cmd="supctl__subcmd__kill"
+                ;;
+            supctl,list-units)
+                cmd="supctl__subcmd__list__subcmd__units"
                 ;;
             supctl,logs)
                 cmd="supctl__subcmd__logs"
@@ -61,6 +67,9 @@ _supctl() {
             supctl,validate)
                 cmd="supctl__subcmd__validate"
                 ;;
+            supctl__subcmd__help,cat)
+                cmd="supctl__subcmd__help__subcmd__cat"
+                ;;
             supctl__subcmd__help,daemon-reexec)
                 cmd="supctl__subcmd__help__subcmd__daemon__subcmd__reexec"
                 ;;
@@ -78,6 +87,9 @@ _supctl() {
                 ;;
             supctl__subcmd__help,kill)
                 cmd="supctl__subcmd__help__subcmd__kill"
+                ;;
+            supctl__subcmd__help,list-units)
+                cmd="supctl__subcmd__help__subcmd__list__subcmd__units"
                 ;;
             supctl__subcmd__help,logs)
                 cmd="supctl__subcmd__help__subcmd__logs"
@@ -164,8 +176,26 @@ _supctl() {
 
     case "${cmd}" in
         supctl)
-            opts="-h -V --socket --help --version status start stop restart reset-failed reload logs show exec kill daemon-reexec image events validate help"
+            opts="-h -V --socket --help --version status start stop restart reset-failed reload logs show cat list-units exec kill daemon-reexec image events validate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        supctl__subcmd__cat)
+            opts="-h --socket --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -264,8 +294,22 @@ _supctl() {
             return 0
             ;;
         supctl__subcmd__help)
-            opts="status start stop restart reset-failed reload logs show exec kill daemon-reexec image events validate help"
+            opts="status start stop restart reset-failed reload logs show cat list-units exec kill daemon-reexec image events validate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        supctl__subcmd__help__subcmd__cat)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -418,6 +462,20 @@ _supctl() {
             return 0
             ;;
         supctl__subcmd__help__subcmd__kill)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        supctl__subcmd__help__subcmd__list__subcmd__units)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -674,7 +732,7 @@ _supctl() {
             return 0
             ;;
         supctl__subcmd__image__subcmd__import)
-            opts="-q -h --ref --quiet --socket --help"
+            opts="-q -h --ref --quiet --json --socket --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -732,7 +790,7 @@ _supctl() {
             return 0
             ;;
         supctl__subcmd__image__subcmd__prune)
-            opts="-h --socket --help"
+            opts="-h --json --socket --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -750,7 +808,7 @@ _supctl() {
             return 0
             ;;
         supctl__subcmd__image__subcmd__rm)
-            opts="-h --socket --help"
+            opts="-h --json --socket --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -768,7 +826,7 @@ _supctl() {
             return 0
             ;;
         supctl__subcmd__kill)
-            opts="-s -h --signal --socket --help"
+            opts="-s -h --json --signal --socket --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -782,6 +840,24 @@ _supctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        supctl__subcmd__list__subcmd__units)
+            opts="-h --names --json --socket --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -832,7 +908,7 @@ _supctl() {
             return 0
             ;;
         supctl__subcmd__reload)
-            opts="-h --socket --help"
+            opts="-h --json --socket --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -850,7 +926,7 @@ _supctl() {
             return 0
             ;;
         supctl__subcmd__reset__subcmd__failed)
-            opts="-h --socket --help"
+            opts="-h --json --socket --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -868,7 +944,7 @@ _supctl() {
             return 0
             ;;
         supctl__subcmd__restart)
-            opts="-h --no-block --socket --help"
+            opts="-h --json --no-block --socket --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -886,7 +962,7 @@ _supctl() {
             return 0
             ;;
         supctl__subcmd__show)
-            opts="-h --socket --help"
+            opts="-h --json --socket --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -904,7 +980,7 @@ _supctl() {
             return 0
             ;;
         supctl__subcmd__start)
-            opts="-h --no-block --socket --help"
+            opts="-h --json --no-block --socket --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -940,7 +1016,7 @@ _supctl() {
             return 0
             ;;
         supctl__subcmd__stop)
-            opts="-h --no-block --socket --help"
+            opts="-h --json --no-block --socket --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -958,7 +1034,7 @@ _supctl() {
             return 0
             ;;
         supctl__subcmd__validate)
-            opts="-h --socket --help"
+            opts="-h --offline --json --socket --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -978,8 +1054,24 @@ _supctl() {
     esac
 }
 
+# Unit names from the running supd for the verbs that take them.
+_supctl_units() {
+    local cur=${COMP_WORDS[COMP_CWORD]} verb="" word
+    for word in "${COMP_WORDS[@]:1:COMP_CWORD-1}"; do
+        [[ $word == -- ]] && { _supctl "$@"; return; }
+        [[ $word != -* && -z $verb ]] && verb=$word
+    done
+    case "$verb" in
+        status|start|stop|restart|reset-failed|logs|show|cat|exec|kill|events)
+            if [[ $cur != -* ]]; then
+                COMPREPLY=( $(compgen -W "$(supctl list-units --names 2>/dev/null)" -- "$cur") )
+                return
+            fi ;;
+    esac
+    _supctl "$@"
+}
 if [[ "${BASH_VERSINFO[0]}" -eq 4 && "${BASH_VERSINFO[1]}" -ge 4 || "${BASH_VERSINFO[0]}" -gt 4 ]]; then
-    complete -F _supctl -o nosort -o bashdefault -o default supctl
+    complete -F _supctl_units -o nosort -o bashdefault -o default supctl
 else
-    complete -F _supctl -o bashdefault -o default supctl
+    complete -F _supctl_units -o bashdefault -o default supctl
 fi

@@ -36,13 +36,42 @@ ensure_promtool() {
   export PATH="$dir/usr/bin:$PATH"
 }
 
+# The Rust supd needs (Cargo.toml's rust-version).
+RUST_MINIMUM=1.85
+rust_new_enough() {
+  local version
+  version=$(rustc --version 2>/dev/null | awk '{print $2}') || return 1
+  [ -n "$version" ] && [ "$(printf '%s\n%s\n' "$RUST_MINIMUM" "$version" | sort -V | head -n 1)" = "$RUST_MINIMUM" ]
+}
+
+# A toolchain on PATH, in this order: one already there, ~/.cargo (rustup),
+# Debian's rustc and cargo where they are new enough (Debian 13 and later),
+# the official rustup installer (Debian 12's rustc is 1.63); else a message
+# that says what to install.
 ensure_rust() {
-  if command -v cargo >/dev/null 2>&1; then return; fi
-  [ -x "$HOME/.cargo/bin/cargo" ] && { export PATH="$HOME/.cargo/bin:$PATH"; return; }
-  echo "no Rust toolchain: installing rustup from Debian and the stable toolchain"
-  ensure_packages rustup gcc
-  rustup default stable
-  export PATH="$HOME/.cargo/bin:$PATH"
+  if command -v cargo >/dev/null 2>&1 && rust_new_enough; then return; fi
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+    rust_new_enough && return
+  fi
+  [ -n "$(apt-cache policy rustc 2>/dev/null | grep Candidate)" ] || apt-get update -qq
+  local candidate
+  candidate=$(apt-cache policy rustc 2>/dev/null | awk '/Candidate:/ {print $2}' | sed 's/^[0-9]*://; s/[+~-].*//')
+  if [ -n "$candidate" ] && [ "$candidate" != "(none)" ] \
+      && [ "$(printf '%s\n%s\n' "$RUST_MINIMUM" "$candidate" | sort -V | head -n 1)" = "$RUST_MINIMUM" ]; then
+    echo "no Rust >= $RUST_MINIMUM: installing Debian's rustc and cargo ($candidate)"
+    ensure_packages rustc cargo gcc
+    rust_new_enough && return
+  fi
+  echo "no Rust >= $RUST_MINIMUM (Debian's is ${candidate:-none}): trying the official rustup installer"
+  ensure_packages curl ca-certificates gcc
+  if curl --proto '=https' --tlsv1.2 -sSf --max-time 60 https://sh.rustup.rs -o /tmp/rustup-init.sh \
+      && sh /tmp/rustup-init.sh -y --profile minimal --default-toolchain stable >/dev/null; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+    rust_new_enough && return
+  fi
+  echo "supd needs Rust >= $RUST_MINIMUM: install it with rustup (https://rustup.rs) or from Debian 13's rustc and cargo packages, then run this again" >&2
+  exit 1
 }
 
 # supd ships as a static, non-PIE executable: every container's init is a

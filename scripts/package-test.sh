@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the .deb, installs it with dpkg, checks the installed files without
-# systemctl, runs the installed binaries once, and purges the package again.
+# systemctl, runs the installed binaries once, and purges the package again,
+# which must leave nothing: no state, logs, runtime files or group.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -40,8 +41,20 @@ kill -TERM $daemon
 wait $daemon || fail "installed supd did not exit cleanly"
 rm -rf "$tmp"
 if [ -z "$already" ]; then
+  # What a used installation has (systemd's StateDirectory= and friends
+  # make these), unless this machine has them for another reason.
+  made=()
+  for dir in /var/lib/supd /var/log/supd /run/supd; do
+    if [ ! -e "$dir" ]; then
+      mkdir -p "$dir" && touch "$dir/left-by-a-run" && made+=("$dir")
+    fi
+  done
   echo "== dpkg --purge supd"
   dpkg --purge supd >/dev/null
   [ ! -e /usr/bin/supd ] || fail "purge left /usr/bin/supd"
+  for dir in "${made[@]}"; do
+    [ ! -e "$dir" ] || fail "purge left $dir"
+  done
+  if getent group supd >/dev/null; then fail "purge left the supd group"; fi
 fi
 echo "package OK: $deb"

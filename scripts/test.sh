@@ -37,6 +37,8 @@ echo "== fuzzing: unit parser, drop-in merge, control protocol (AFL++, a short p
 SUPD_FUZZ_SECONDS=${SUPD_FUZZ_SECONDS:-20} bash scripts/fuzz.sh
 echo "== the Debian package builds, installs and runs (dpkg, no systemctl)"
 bash scripts/package-test.sh
+echo "== a fresh Debian 13 gets Rust the way the README's commands do (debootstrap chroot)"
+bash scripts/fresh-debian-test.sh
 echo "== the benchmark suite runs (a few iterations, timings not checked)"
 SUPD_BENCH_QUICK=1 bash scripts/bench.sh >/dev/null
 echo "== the same root integration tests on a pure cgroup v2 kernel (QEMU, TCG)"

@@ -240,7 +240,7 @@ fn validate_works_offline() {
     let run = |files: &[&std::path::Path]| {
         run_timed(
             std::process::Command::new(SUPCTL)
-                .arg("validate")
+                .args(["validate", "--offline"])
                 .args(files),
             String::new,
         )
@@ -263,6 +263,125 @@ fn validate_works_offline() {
     let badname = dir.join("Bad Name.yaml");
     fs::write(&badname, "").unwrap();
     assert_eq!(run(&[&badname]).status.code(), Some(1));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+fn validate(args: &[&str]) -> (i32, String, String) {
+    let out = run_timed(
+        std::process::Command::new(SUPCTL)
+            .arg("validate")
+            .args(args),
+        String::new,
+    );
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn validate_reports_every_error_drop_ins_in_context_and_what_units_refer_to() {
+    let dir = std::env::temp_dir().join(format!("supd-validate-all-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(dir.join("web.yaml.d")).unwrap();
+    let root = busybox_rootfs().display().to_string();
+    // Three errors in one file, each with its line.
+    let many = dir.join("many.yaml");
+    fs::write(
+        &many,
+        format!("rootfs: {root}\nexec: [/bin/true]\nrestart:\n  polcy: always\nstop:\n  timeout: soon\nnotfy: true\n"),
+    )
+    .unwrap();
+    let (code, _, errors) = validate(&["--offline", many.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(errors.lines().count(), 3, "{errors}");
+    for line in [
+        ":4:3: restart: unknown field `polcy`",
+        ":6:",
+        "unknown field `notfy`",
+    ] {
+        assert!(errors.contains(line), "{line} in {errors}");
+    }
+    // A drop-in alone is checked with its unit: valid together.
+    fs::write(
+        dir.join("web.yaml"),
+        format!("rootfs: {root}\nexec: [/bin/sleep, '1']\n"),
+    )
+    .unwrap();
+    let dropin = dir.join("web.yaml.d/10-restart.yaml");
+    fs::write(&dropin, "restart: { policy: always }\n").unwrap();
+    let (code, out, errors) = validate(&[dropin.to_str().unwrap()]);
+    assert_eq!(code, 0, "{errors}");
+    assert!(out.contains("web.yaml: ok"), "{out}");
+    fs::write(&dropin, "restart: { policy: sometimes }\n").unwrap();
+    let (code, _, errors) = validate(&[dropin.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        errors.contains("10-restart.yaml:1:"),
+        "the drop-in's own line: {errors}"
+    );
+    fs::write(&dropin, "restart: { policy: always }\n").unwrap();
+    // What a unit refers to on this machine; --offline leaves it out.
+    let refs = dir.join("refs.yaml");
+    fs::write(
+        &refs,
+        format!(
+            "rootfs: {root}\nexec: [/bin/nosuchprogram]\ndepends_on: [web, ghost]\n\
+             mounts: [{{ type: bind, source: /nonexistent/src, target: /data }}]\n\
+             security: {{ seccomp: /nonexistent/profile.json }}\n"
+        ),
+    )
+    .unwrap();
+    let (code, _, errors) = validate(&[dir.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    for needle in [
+        "refs.yaml:2:1: exec: /bin/nosuchprogram is not in the root filesystem",
+        "refs.yaml:3:1: depends_on: no unit ghost",
+        "mounts[0].source: /nonexistent/src: No such file or directory",
+        "security.seccomp: /nonexistent/profile.json: No such file or directory",
+    ] {
+        assert!(errors.contains(needle), "{needle} in {errors}");
+    }
+    assert!(
+        !errors.contains("no unit web"),
+        "web is in the directory: {errors}"
+    );
+    let (code, out, errors) = validate(&["--offline", refs.to_str().unwrap()]);
+    assert_eq!((code, errors.as_str()), (0, ""), "{out}");
+    // JSON: one object per unit.
+    let (_, out, _) = validate(&["--json", "--offline", dir.to_str().unwrap()]);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let many_report = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["unit"] == "many")
+        .unwrap();
+    assert_eq!(many_report["ok"], false);
+    assert_eq!(many_report["errors"].as_array().unwrap().len(), 3);
+    // A capability this machine's bounding set lacks (CAP_SYS_RESOURCE on
+    // the development host) cannot be granted.
+    let bounding = supd::unit::check::own_bounding_set().unwrap();
+    if let Some(missing) = caps::all()
+        .into_iter()
+        .map(|c| c.to_string())
+        .find(|c| !bounding.contains(c))
+    {
+        let capsule = dir.join("capsule.yaml");
+        let short = missing.trim_start_matches("CAP_");
+        fs::write(
+            &capsule,
+            format!("rootfs: {root}\nexec: [/bin/true]\nsecurity: {{ capabilities: {{ add: [{short}] }} }}\n"),
+        )
+        .unwrap();
+        let (code, _, errors) = validate(&[capsule.to_str().unwrap()]);
+        assert_eq!(code, 1);
+        assert!(
+            errors.contains(&format!("supd cannot grant {missing}")),
+            "{errors}"
+        );
+    }
     fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -148,7 +148,8 @@ supctl image list
 
 fn man_page(command: clap::Command, section: &str, extra: &str) -> Vec<u8> {
     let has_subcommands = command.has_subcommands();
-    let man = clap_mangen::Man::new(command)
+    // `supctl help` has no page of its own: it is not listed as if it had.
+    let man = clap_mangen::Man::new(command.disable_help_subcommand(true))
         .section(section)
         .manual("supd manual")
         .source(format!("supd {}", env!("CARGO_PKG_VERSION")));
@@ -170,6 +171,86 @@ fn completion(shell: Shell, mut command: clap::Command, name: &str) -> Vec<u8> {
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut command, name, &mut script);
     script
+}
+
+/// The supctl verbs whose NAME arguments are units.
+const UNIT_VERBS: [&str; 11] = [
+    "status",
+    "start",
+    "stop",
+    "restart",
+    "reset-failed",
+    "logs",
+    "show",
+    "cat",
+    "exec",
+    "kill",
+    "events",
+];
+
+/// clap's scripts complete subcommands and options; unit names come from
+/// the running supd (`supctl list-units --names`), added here.
+fn with_unit_names(shell: Shell, script: Vec<u8>) -> Vec<u8> {
+    let text = String::from_utf8(script).unwrap();
+    let verbs = UNIT_VERBS.join(" ");
+    let out = match shell {
+        Shell::Bash => {
+            let verbs = UNIT_VERBS.join("|");
+            let registration = text.rfind("if [[ \"${BASH_VERSINFO[0]}\"").unwrap();
+            format!(
+                r#"{head}# Unit names from the running supd for the verbs that take them.
+_supctl_units() {{
+    local cur=${{COMP_WORDS[COMP_CWORD]}} verb="" word
+    for word in "${{COMP_WORDS[@]:1:COMP_CWORD-1}}"; do
+        [[ $word == -- ]] && {{ _supctl "$@"; return; }}
+        [[ $word != -* && -z $verb ]] && verb=$word
+    done
+    case "$verb" in
+        {verbs})
+            if [[ $cur != -* ]]; then
+                COMPREPLY=( $(compgen -W "$(supctl list-units --names 2>/dev/null)" -- "$cur") )
+                return
+            fi ;;
+    esac
+    _supctl "$@"
+}}
+if [[ "${{BASH_VERSINFO[0]}}" -eq 4 && "${{BASH_VERSINFO[1]}}" -ge 4 || "${{BASH_VERSINFO[0]}}" -gt 4 ]]; then
+    complete -F _supctl_units -o nosort -o bashdefault -o default supctl
+else
+    complete -F _supctl_units -o bashdefault -o default supctl
+fi
+"#,
+                head = &text[..registration]
+            )
+        }
+        Shell::Zsh => {
+            let mut verb = String::new();
+            let mut lines: Vec<String> = Vec::new();
+            for line in text.lines() {
+                if let Some(label) = line.strip_prefix('(').and_then(|l| l.strip_suffix(')')) {
+                    verb = label.to_string();
+                }
+                let takes_units = UNIT_VERBS.contains(&verb.as_str())
+                    && (line.starts_with("'*::names") || line.starts_with("':name"));
+                lines.push(match takes_units {
+                    true => line.replace(":_default'", ":_supctl_unit_names'"),
+                    false => line.to_string(),
+                });
+            }
+            let body = lines.join("\n") + "\n";
+            let registration = body.rfind("if [ \"$funcstack[1]\" = \"_supctl\" ]").unwrap();
+            format!(
+                "{}(( $+functions[_supctl_unit_names] )) ||\n_supctl_unit_names() {{\n    local -a units\n    units=(${{(f)\"$(supctl list-units --names 2>/dev/null)\"}})\n    _describe -t units 'supd unit' units\n}}\n\n{}",
+                &body[..registration],
+                &body[registration..]
+            )
+        }
+        Shell::Fish => format!(
+            "{text}# Unit names from the running supd for the verbs that take them.\ncomplete -c supctl -n \"__fish_seen_subcommand_from {verbs}\" -f -a \"(supctl list-units --names 2>/dev/null)\"\n"
+        ),
+        _ => text,
+    };
+    out.into_bytes()
 }
 
 fn generated() -> Vec<(PathBuf, Vec<u8>)> {
@@ -224,7 +305,11 @@ fn generated() -> Vec<(PathBuf, Vec<u8>)> {
             (Shell::Fish, format!("{name}.fish")),
         ] {
             let path = root.join("completions").join(file);
-            files.push((path, completion(shell, command.clone(), name)));
+            let mut script = completion(shell, command.clone(), name);
+            if name == "supctl" {
+                script = with_unit_names(shell, script);
+            }
+            files.push((path, script));
         }
     }
     files
@@ -262,4 +347,30 @@ fn completions_offer_the_subcommands() {
             "{word} missing from the bash completion"
         );
     }
+}
+
+#[test]
+fn bash_completes_unit_names_from_the_running_supd() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("completions/supctl.bash");
+    let complete = |words: &str| {
+        let program = format!(
+            "source {}; supctl() {{ [ \"$*\" = 'list-units --names' ] && printf 'web\\nworker\\ndb\\n'; }}; \
+             COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+             _supctl_units supctl \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; echo \"${{COMPREPLY[*]}}\"",
+            script.display()
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &program])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(complete("supctl restart w"), "web worker");
+    assert_eq!(complete("supctl logs -f d"), "db");
+    assert_eq!(complete("supctl kill -s HUP ''"), "web worker db");
+    assert!(complete("supctl rest").contains("restart"), "verbs still");
+    assert!(
+        !complete("supctl image rm w").contains("web"),
+        "not for images"
+    );
 }

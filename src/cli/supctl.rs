@@ -35,6 +35,9 @@ pub enum Cmd {
     /// Start units (clears back-off and the start limit; a stopping unit
     /// starts again once it is down).
     Start {
+        /// Print the answer as JSON: {message, failed: [{name, state, error}]}.
+        #[arg(long)]
+        json: bool,
         /// Return at once instead of waiting until the units run.
         #[arg(long)]
         no_block: bool,
@@ -43,6 +46,9 @@ pub enum Cmd {
     },
     /// Stop units; they stay stopped until started or their file changes.
     Stop {
+        /// Print the answer as JSON: {message, failed: [{name, state, error}]}.
+        #[arg(long)]
+        json: bool,
         /// Return at once instead of waiting until the units stopped.
         #[arg(long)]
         no_block: bool,
@@ -51,6 +57,9 @@ pub enum Cmd {
     },
     /// Stop and start units again (also revives a failed unit).
     Restart {
+        /// Print the answer as JSON: {message, failed: [{name, state, error}]}.
+        #[arg(long)]
+        json: bool,
         /// Return at once instead of waiting until the units run.
         #[arg(long)]
         no_block: bool,
@@ -58,10 +67,19 @@ pub enum Cmd {
         names: Vec<String>,
     },
     /// Clear the failed state (all failed units if none named) and start them.
-    ResetFailed { names: Vec<String> },
+    ResetFailed {
+        /// Print the answer as JSON: {message, failed: [{name, state, error}]}.
+        #[arg(long)]
+        json: bool,
+        names: Vec<String>,
+    },
     /// Re-read the unit directories now. Rarely needed: supd follows every
     /// change of a unit file or drop-in by itself.
-    Reload,
+    Reload {
+        /// Print the answer as JSON: {message, failed: [{name, state, error}]}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print units' output (stdout and stderr of the workload), each line
     /// as it was written; with several units, each line starts with the
     /// unit's name.
@@ -92,7 +110,29 @@ pub enum Cmd {
         names: Vec<String>,
     },
     /// Print the effective unit (after drop-ins) and the files it came from.
-    Show { name: String },
+    Show {
+        /// Print what supd holds as JSON: the merged YAML, the files, the
+        /// error if the files are invalid now.
+        #[arg(long)]
+        json: bool,
+        name: String,
+    },
+    /// Print a unit's files as written: the unit file, then each drop-in,
+    /// each after a `# PATH` line (as systemctl cat).
+    Cat {
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
+    /// List the units supd knows (one name per line with --names, for
+    /// shell completion).
+    ListUnits {
+        /// Names only.
+        #[arg(long)]
+        names: bool,
+        /// The JSON array of {name, state}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a command inside a running container: its namespaces, cgroup,
     /// root, user, capabilities, seccomp filter and environment. Exits with
     /// the command's status. Needs root.
@@ -120,6 +160,9 @@ pub enum Cmd {
     /// it on). What follows is the restart policy's: a workload that exits
     /// is restarted as after any exit. Default SIGTERM, as systemctl kill.
     Kill {
+        /// Print the answer as JSON: {message, failed: [{name, state, error}]}.
+        #[arg(long)]
+        json: bool,
         /// A name (HUP, SIGHUP, RTMIN+3) or a number.
         #[arg(short, long, value_name = "SIGNAL", default_value = "SIGTERM")]
         signal: String,
@@ -152,9 +195,24 @@ pub enum Cmd {
         names: Vec<String>,
     },
     /// Check unit files without a daemon; exits 1 if any is invalid.
+    ///
+    /// PATH is a unit file (checked with its drop-ins), a drop-in (checked
+    /// with its unit and the other drop-ins) or a unit directory. Every
+    /// error of every file is printed. On the machine it runs on it also
+    /// checks what the unit needs there: the cgroup layout, online CPUs,
+    /// devices, bind sources, the program in the root filesystem, a seccomp
+    /// profile, the units it depends on (in the same directories or supd's
+    /// default ones) and capabilities supd can grant.
     Validate {
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
+        /// Only what does not depend on this machine (to check units for
+        /// another one).
+        #[arg(long)]
+        offline: bool,
+        /// One JSON object per unit: unit, file, ok, masked, errors.
+        #[arg(long)]
+        json: bool,
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
     },
 }
 
@@ -189,6 +247,9 @@ pub enum ImageCmd {
         /// No progress line, even on a terminal.
         #[arg(short, long)]
         quiet: bool,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// List images: tags, digest, size on disk, creation time, units using
     /// them.
@@ -207,10 +268,17 @@ pub enum ImageCmd {
     /// Remove tags (or untagged images by digest); an image goes once no
     /// tag and no unit needs it. Refused while a unit uses it.
     Rm {
+        /// Print each answer as JSON.
+        #[arg(long)]
+        json: bool,
         #[arg(required = true, value_name = "IMAGE")]
         names: Vec<String>,
     },
     /// Remove every image and layer that nothing needs: no tag, no unit,
     /// not the previous image of a tag a unit uses (its rollback target).
-    Prune,
+    Prune {
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }

@@ -1,6 +1,7 @@
 //! Units: the model, loading from the unit directories, and validation.
 
 pub mod addressing;
+pub mod check;
 mod depth;
 mod dropin;
 pub mod envfile;
@@ -20,6 +21,11 @@ pub use schema::{
     Volatile,
 };
 pub use validate::parse_unit;
+
+/// An error about `field` of a unit file, at the line of that key.
+pub fn locate_error(file: &std::path::Path, text: &str, field: &str, message: String) -> UnitError {
+    validate::locate(file, text, field, message)
+}
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -30,6 +30,11 @@ pub fn parse_unit(name: &str, file: &Path, text: &str) -> Result<Unit, UnitError
     Checker { file, text }.unit(name, raw)
 }
 
+/// An error about `field` of the unit file `text`, at that key's line.
+pub(super) fn locate(file: &Path, text: &str, field: &str, message: String) -> UnitError {
+    error_at(file, text, field, message)
+}
+
 /// Refuses text nested deeper than any unit needs, before the YAML parser
 /// (whose cost grows with the square of the depth) sees it.
 pub(super) fn check_depth(file: &Path, text: &str) -> Result<(), UnitError> {

@@ -15,7 +15,8 @@ pub fn run(socket: &Path, command: ImageCmd) -> anyhow::Result<u8> {
             name,
             reference,
             quiet,
-        } => import(socket, &path, name, reference, quiet),
+            json,
+        } => import(socket, &path, name, reference, quiet || json, json),
         ImageCmd::List { json } => list(socket, json),
         ImageCmd::Inspect { name } => match request(socket, Command::ImageInspect { name })? {
             Body::ImageInspect { image } => {
@@ -24,17 +25,17 @@ pub fn run(socket: &Path, command: ImageCmd) -> anyhow::Result<u8> {
             }
             other => bail!("unexpected answer: {other:?}"),
         },
-        ImageCmd::Rm { names } => {
+        ImageCmd::Rm { json, names } => {
             let mut code = 0;
             for name in names {
-                if let Err(e) = act(socket, Command::ImageRm { name }) {
+                if let Err(e) = act(socket, Command::ImageRm { name }, json) {
                     eprintln!("supctl: {e:#}");
                     code = 1;
                 }
             }
             Ok(code)
         }
-        ImageCmd::Prune => act(socket, Command::ImagePrune),
+        ImageCmd::Prune { json } => act(socket, Command::ImagePrune, json),
     }
 }
 
@@ -46,6 +47,7 @@ fn import(
     name: Option<String>,
     reference: Option<String>,
     quiet: bool,
+    json: bool,
 ) -> anyhow::Result<u8> {
     let path = std::fs::canonicalize(path).with_context(|| format!("{}", path.display()))?;
     let show = !quiet && std::io::stderr().is_terminal();
@@ -87,6 +89,11 @@ fn import(
         eprint!("\r\x1b[K");
     }
     match response.body {
+        Body::Done { message, failed } if json => {
+            let value = serde_json::json!({ "message": message, "failed": failed });
+            println!("{}", serde_json::to_string_pretty(&value)?);
+            Ok(0)
+        }
         Body::Done { message, .. } => {
             println!("{message}");
             Ok(0)

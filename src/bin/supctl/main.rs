@@ -6,6 +6,7 @@
 mod image;
 mod logs;
 mod table;
+mod validate;
 
 use anyhow::bail;
 use clap::Parser;
@@ -16,7 +17,6 @@ use supd::cli::supctl::{Cli, Cmd, StreamArg};
 use supd::control::client::call;
 use supd::control::protocol::{Body, Command, Response, State, UnitStatus};
 use supd::supervisor::output::Stream;
-use supd::unit::loader::{load_file, unit_name, Outcome};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -33,29 +33,44 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     let socket = cli.socket;
     match cli.command {
         Cmd::Status { json, names } => status(&socket, json, names),
-        Cmd::Start { no_block, names } => act(
+        Cmd::Start {
+            json,
+            no_block,
+            names,
+        } => act(
             &socket,
             Command::Start {
                 names,
                 wait: !no_block,
             },
+            json,
         ),
-        Cmd::Stop { no_block, names } => act(
+        Cmd::Stop {
+            json,
+            no_block,
+            names,
+        } => act(
             &socket,
             Command::Stop {
                 names,
                 wait: !no_block,
             },
+            json,
         ),
-        Cmd::Restart { no_block, names } => act(
+        Cmd::Restart {
+            json,
+            no_block,
+            names,
+        } => act(
             &socket,
             Command::Restart {
                 names,
                 wait: !no_block,
             },
+            json,
         ),
-        Cmd::ResetFailed { names } => act(&socket, Command::ResetFailed { names }),
-        Cmd::Reload => act(&socket, Command::Reload),
+        Cmd::ResetFailed { json, names } => act(&socket, Command::ResetFailed { names }, json),
+        Cmd::Reload { json } => act(&socket, Command::Reload, json),
         Cmd::Logs {
             follow,
             lines,
@@ -78,7 +93,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             };
             print_logs(&socket, &names, lines, follow, &options)
         }
-        Cmd::Show { name } => show(&socket, name),
+        Cmd::Show { json, name } => show(&socket, name, json),
+        Cmd::Cat { names } => cat(&socket, &names),
+        Cmd::ListUnits { names, json } => list_units(&socket, names, json),
         Cmd::Exec {
             tty,
             user,
@@ -97,7 +114,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 workdir,
             },
         ),
-        Cmd::Kill { signal, names } => {
+        Cmd::Kill {
+            json,
+            signal,
+            names,
+        } => {
             let signal = supd::unit::schema::SignalName::parse(&signal)
                 .map_err(|e| anyhow::anyhow!("--signal: {e}"))?;
             act(
@@ -106,11 +127,16 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     names,
                     signal: signal.0,
                 },
+                json,
             )
         }
         Cmd::DaemonReexec => daemon_reexec(&socket),
         Cmd::Image { command } => image::run(&socket, command),
-        Cmd::Validate { files } => Ok(validate(&files)),
+        Cmd::Validate {
+            offline,
+            json,
+            paths,
+        } => validate::run(&paths, offline, json),
         Cmd::Events { json, since, names } => events(&socket, json, since, names),
     }
 }
@@ -296,8 +322,13 @@ fn is_up(unit: &UnitStatus) -> bool {
     matches!(unit.state, State::Running | State::Ready)
 }
 
-pub(crate) fn act(socket: &Path, command: Command) -> anyhow::Result<u8> {
+pub(crate) fn act(socket: &Path, command: Command, json: bool) -> anyhow::Result<u8> {
     match request(socket, command)? {
+        Body::Done { message, failed } if json => {
+            let value = serde_json::json!({ "message": message, "failed": failed });
+            println!("{}", serde_json::to_string_pretty(&value)?);
+            Ok(u8::from(!failed.is_empty()))
+        }
         Body::Done { message, failed } => {
             if failed.is_empty() {
                 println!("{message}");
@@ -334,14 +365,67 @@ fn daemon_reexec(socket: &Path) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-fn show(socket: &Path, name: String) -> anyhow::Result<u8> {
+/// `supctl cat`: the files as they are on disk now, read by supctl.
+fn cat(socket: &Path, names: &[String]) -> anyhow::Result<u8> {
+    use anyhow::Context;
+    let mut first = true;
+    for name in names {
+        let Body::Show { files, .. } = request(socket, Command::Show { name: name.clone() })?
+        else {
+            bail!("unexpected answer from supd");
+        };
+        for file in files {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            if !first {
+                println!();
+            }
+            first = false;
+            println!("# {}", file.display());
+            print!("{text}");
+            if !text.ends_with('\n') && !text.is_empty() {
+                println!();
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn list_units(socket: &Path, names_only: bool, json: bool) -> anyhow::Result<u8> {
+    let units = match request(socket, Command::Status { names: Vec::new() })? {
+        Body::Status { units } => units,
+        other => bail!("unexpected answer: {other:?}"),
+    };
+    if json {
+        let list: Vec<serde_json::Value> = units
+            .iter()
+            .map(|u| serde_json::json!({ "name": u.name, "state": u.state }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else {
+        for unit in &units {
+            match names_only {
+                true => println!("{}", unit.name),
+                false => println!("{} {}", unit.name, unit.state),
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn show(socket: &Path, name: String, json: bool) -> anyhow::Result<u8> {
+    let body = request(socket, Command::Show { name: name.clone() })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        return Ok(0);
+    }
     let Body::Show {
         yaml,
         files,
         masked,
         error,
         image,
-    } = request(socket, Command::Show { name: name.clone() })?
+    } = body
     else {
         bail!("unexpected answer from supd");
     };
@@ -361,39 +445,4 @@ fn show(socket: &Path, name: String) -> anyhow::Result<u8> {
         print!("{yaml}");
     }
     Ok(0)
-}
-
-/// Checks units as this host's supd would: against its cgroup layout, its
-/// online CPUs and its devices.
-fn validate(files: &[PathBuf]) -> u8 {
-    let host = supd::runtime::cgroup::probe_host(Path::new("/sys/fs/cgroup")).map(|cgroups| {
-        supd::unit::host::HostInfo {
-            cgroups,
-            online_cpus: supd::unit::host::HostInfo::online_cpus(),
-        }
-    });
-    let mut failures = 0;
-    for file in files {
-        let name = file
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(unit_name);
-        let Some(name) = name else {
-            eprintln!(
-                "{}: not a unit file name: expected NAME.yaml with NAME matching [a-z0-9][a-z0-9_.-]{{0,62}}",
-                file.display()
-            );
-            failures += 1;
-            continue;
-        };
-        match load_file(name, file, host.as_ref()) {
-            Outcome::Valid(_) => println!("{}: ok", file.display()),
-            Outcome::Masked => println!("{}: ok (masks unit {name})", file.display()),
-            Outcome::Invalid(error) => {
-                eprintln!("{error}");
-                failures += 1;
-            }
-        }
-    }
-    u8::from(failures > 0)
 }

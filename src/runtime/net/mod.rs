@@ -249,7 +249,7 @@ fn enable_forwarding(config: &NetworkConfig) -> Result<(), NetError> {
 }
 
 /// RPS: let every online CPU take the veth's receive work instead of the one
-/// that took the interrupt (the course's fix for veth's latency).
+/// that took the interrupt (a known fix for veth's latency).
 fn spread_receive_work(link: &str) -> Result<(), NetError> {
     let cpus = crate::host::online_cpus();
     let mut mask = vec![0u32; (cpus.iter().max().map_or(0, |m| *m as usize) / 32) + 1];

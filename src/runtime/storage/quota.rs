@@ -1,4 +1,4 @@
-//! Project quota (the course's approach): the layer's directory gets a
+//! Project quota (XFS's and ext4's per-directory quota): the layer's directory gets a
 //! project id with the inherit flag, so everything created below it is
 //! charged to that project, and the project gets a hard block limit.
 //! Works on XFS and on ext4 with the `project` and `quota` features where
