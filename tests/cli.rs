@@ -138,3 +138,57 @@ fn a_client_without_rights_is_told_why() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("is supd running?"));
     d.stop();
 }
+
+#[test]
+fn cat_prints_the_files_as_written_and_show_the_effective_unit_with_defaults() {
+    let d = Daemon::start();
+    let text = format!("# the web unit\n{}", sh_unit(&d, "exec sleep 1000", ""));
+    d.write_unit("web", &text);
+    let dropins = d.units.join("web.yaml.d");
+    std::fs::create_dir_all(&dropins).unwrap();
+    std::fs::write(
+        dropins.join("10-restart.yaml"),
+        "restart: { policy: always }  # keep it up\n",
+    )
+    .unwrap();
+    d.supctl(&["reload"]);
+    d.wait_for("running", Duration::from_secs(20), || {
+        d.state("web") == "running"
+    });
+    let cat = String::from_utf8_lossy(&d.supctl(&["cat", "web"]).stdout).to_string();
+    assert_eq!(
+        cat,
+        format!(
+            "# {}\n{text}\n# {}\nrestart: {{ policy: always }}  # keep it up\n",
+            d.units.join("web.yaml").display(),
+            dropins.join("10-restart.yaml").display()
+        )
+    );
+    let show = String::from_utf8_lossy(&d.supctl(&["show", "web"]).stdout).to_string();
+    for line in [
+        "policy: always",
+        "max_files: 3",
+        "timeout: 10s",
+        "mode: host",
+        "hostname: web",
+    ] {
+        assert!(show.contains(line), "{line} in {show}");
+    }
+    // What show prints is a unit file that means the same.
+    let copy = d.dir.join("copy/web.yaml");
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    let yaml: String = show
+        .lines()
+        .filter(|l| !l.starts_with("# "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&copy, &yaml).unwrap();
+    let check = d.supctl(&["validate", "--offline", copy.to_str().unwrap()]);
+    assert!(check.status.success(), "{check:?}\n{yaml}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&d.supctl(&["show", "--json", "web"]).stdout).unwrap();
+    assert_eq!(json["files"].as_array().unwrap().len(), 2);
+    let names = String::from_utf8_lossy(&d.supctl(&["list-units", "--names"]).stdout).to_string();
+    assert_eq!(names, "web\n");
+    d.stop();
+}

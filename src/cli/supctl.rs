@@ -109,7 +109,9 @@ pub enum Cmd {
         #[arg(required = true, value_name = "NAME")]
         names: Vec<String>,
     },
-    /// Print the effective unit (after drop-ins) and the files it came from.
+    /// Print the effective unit: its files merged (drop-ins over the unit
+    /// file) with the defaults supd applies to what they leave out, after
+    /// the files it came from. `supctl cat` prints the files as written.
     Show {
         /// Print what supd holds as JSON: the merged YAML, the files, the
         /// error if the files are invalid now.

@@ -128,7 +128,8 @@ pub enum Body {
         journal: bool,
     },
     Show {
-        /// The merged YAML in force; None when masked.
+        /// The merged YAML in force with the defaults filled in; None when
+        /// masked.
         yaml: Option<String>,
         /// The unit file, then its drop-ins in merge order.
         files: Vec<PathBuf>,

@@ -90,10 +90,14 @@ impl Supervisor {
             .chain(entry.dropins.iter())
             .cloned()
             .collect();
-        let yaml = if entry.machine.is_masked() {
-            None
-        } else {
-            entry.effective.clone()
+        // The files as merged, with the defaults supd applies to what they
+        // leave out.
+        let yaml = match (entry.machine.is_masked(), &entry.effective, &entry.unit) {
+            (true, _, _) => None,
+            (false, Some(merged), Some(unit)) => {
+                Some(crate::unit::defaults::effective_yaml(merged, unit))
+            }
+            (false, merged, _) => merged.clone(),
         };
         Response::new(Body::Show {
             yaml,

@@ -2,6 +2,7 @@
 
 pub mod addressing;
 pub mod check;
+pub mod defaults;
 mod depth;
 mod dropin;
 pub mod envfile;
