@@ -212,7 +212,7 @@ _supctl() {
             return 0
             ;;
         supctl__subcmd__daemon__subcmd__reexec)
-            opts="-h --socket --help"
+            opts="-h --json --socket --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -95,6 +95,7 @@ complete -c supctl -n "__fish_supctl_using_subcommand kill" -l socket -d 'supd\'
 complete -c supctl -n "__fish_supctl_using_subcommand kill" -l json -d 'Print the answer as JSON: {message, failed: [{name, state, error}]}'
 complete -c supctl -n "__fish_supctl_using_subcommand kill" -s h -l help -d 'Print help'
 complete -c supctl -n "__fish_supctl_using_subcommand daemon-reexec" -l socket -d 'supd\'s control socket' -r -F
+complete -c supctl -n "__fish_supctl_using_subcommand daemon-reexec" -l json -d 'Print the answer as JSON: {message}'
 complete -c supctl -n "__fish_supctl_using_subcommand daemon-reexec" -s h -l help -d 'Print help'
 complete -c supctl -n "__fish_supctl_using_subcommand image; and not __fish_seen_subcommand_from import list inspect rm prune help" -l socket -d 'supd\'s control socket' -r -F
 complete -c supctl -n "__fish_supctl_using_subcommand image; and not __fish_seen_subcommand_from import list inspect rm prune help" -s h -l help -d 'Print help'

@@ -174,7 +174,11 @@ pub enum Cmd {
     /// Re-execute supd from its binary (after an upgrade installed a new
     /// one) in the same process; every container keeps running and is
     /// adopted. Returns once the new supd answers.
-    DaemonReexec,
+    DaemonReexec {
+        /// Print the answer as JSON: {message}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Import, list, inspect and remove images (OCI layouts, oci-archive
     /// and docker-archive tars), which units run with `image:`.
     Image {

@@ -134,13 +134,10 @@ pub fn references(
     findings
 }
 
-/// exec's program must be in the rootfs (or a layer); an image unit's is
-/// checked against the image when it is imported.
+/// exec's program must be in the rootfs (or a layer); an image unit's
+/// only once its image is resolved (its layers filled in).
 fn program_in_root(unit: &Unit) -> Option<Finding> {
     let program = unit.exec.first()?;
-    if unit.image.is_some() {
-        return None;
-    }
     let roots: Vec<&Path> = match &unit.rootfs {
         Some(rootfs) => vec![rootfs.as_path()],
         None => unit.layers.iter().map(|p| p.as_path()).collect(),

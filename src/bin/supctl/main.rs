@@ -130,7 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 json,
             )
         }
-        Cmd::DaemonReexec => daemon_reexec(&socket),
+        Cmd::DaemonReexec { json } => daemon_reexec(&socket, json),
         Cmd::Image { command } => image::run(&socket, command),
         Cmd::Validate {
             offline,
@@ -349,19 +349,28 @@ pub(crate) fn act(socket: &Path, command: Command, json: bool) -> anyhow::Result
 }
 
 /// Asks supd to re-execute itself and returns once the new supd answers.
-fn daemon_reexec(socket: &Path) -> anyhow::Result<u8> {
+fn daemon_reexec(socket: &Path, json: bool) -> anyhow::Result<u8> {
     let patience = std::time::Duration::from_secs(30);
     let response =
         supd::control::client::call_until_closed(socket, Command::DaemonReexec, patience)?;
-    match response.body {
-        Body::Done { message, .. } => println!("{message}"),
+    let message = match response.body {
+        Body::Done { message, .. } => message,
         Body::Error { message } => bail!("{message}"),
         other => bail!("unexpected answer: {other:?}"),
+    };
+    if !json {
+        println!("{message}");
     }
     // The socket was handed over: this request waits in its backlog until
     // the new supd serves it.
     request(socket, Command::Status { names: Vec::new() })?;
-    println!("supd answers again");
+    match json {
+        true => println!(
+            "{}",
+            serde_json::json!({ "message": message, "answers_again": true })
+        ),
+        false => println!("supd answers again"),
+    }
     Ok(0)
 }
 

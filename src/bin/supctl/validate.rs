@@ -12,6 +12,8 @@ use supd::unit::UnitError;
 
 /// The directories supd reads by default: dependencies may be in any.
 const DEFAULT_DIRS: [&str; 3] = ["/etc/supd/units", "/run/supd/units", "/usr/lib/supd/units"];
+/// supd's default --state-dir, where its image store is.
+const DEFAULT_STATE_DIR: &str = "/var/lib/supd";
 
 struct Report {
     unit: Option<String>,
@@ -152,9 +154,16 @@ fn check_unit(
         Outcome::Invalid(error) => {
             report.errors = every_error(name, &unit.source, &unit.dropins, error);
         }
-        Outcome::Valid(valid) if !offline => {
+        Outcome::Valid(mut valid) if !offline => {
             let text = std::fs::read_to_string(&unit.source).unwrap_or_default();
-            for (field, message) in supd::unit::check::references(&valid, known, bounding) {
+            let mut findings = Vec::new();
+            if valid.image.is_some() {
+                if let Err(message) = resolve_image(&mut valid) {
+                    findings.push(("image".to_string(), message));
+                }
+            }
+            findings.extend(supd::unit::check::references(&valid, known, bounding));
+            for (field, message) in findings {
                 report.errors.push(supd::unit::locate_error(
                     &unit.source,
                     &text,
@@ -166,6 +175,18 @@ fn check_unit(
         Outcome::Valid(_) => {}
     }
     report
+}
+
+/// An image unit against the image store of this machine's supd (its
+/// default state directory): the image must be imported, and its program
+/// is then looked for in its layers. Without a store nothing is said.
+fn resolve_image(unit: &mut supd::unit::Unit) -> Result<(), String> {
+    let root = supd::images::Store::root_in(Path::new(DEFAULT_STATE_DIR));
+    if !root.is_dir() {
+        return Ok(());
+    }
+    let (store, _) = supd::images::Store::load(&root, false);
+    supd::images::resolve::resolve(unit, &store, None)
 }
 
 /// The loader stops at the first error; a unit file without drop-ins is
