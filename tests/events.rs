@@ -57,6 +57,16 @@ impl Subscription {
     }
 }
 
+impl Subscription {
+    /// The first event seen of `unit` of `kind`.
+    fn first(&self, unit: &str, kind: &str) -> &Value {
+        self.seen
+            .iter()
+            .find(|e| is(e, unit, kind))
+            .unwrap_or_else(|| panic!("no {kind} of {unit} in {:#?}", self.seen))
+    }
+}
+
 impl Drop for Subscription {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -144,18 +154,10 @@ fn exits_restarts_with_their_reason_and_invalid_files_are_events() {
     events.until("an exit and a restart", |seen| {
         seen.iter().any(|e| is(e, "crashy", "restart"))
     });
-    let exit = events
-        .seen
-        .iter()
-        .find(|e| is(e, "crashy", "exit"))
-        .unwrap();
+    let exit = events.first("crashy", "exit");
     assert_eq!(exit["exit"]["code"], 3, "{exit}");
     assert_eq!(exit["message"], "exited with code 3");
-    let restart = events
-        .seen
-        .iter()
-        .find(|e| is(e, "crashy", "restart"))
-        .unwrap();
+    let restart = events.first("crashy", "restart");
     let message = restart["message"].as_str().unwrap();
     assert!(
         message.starts_with("restarting in ") && message.ends_with(": exited with code 3"),
@@ -168,11 +170,7 @@ fn exits_restarts_with_their_reason_and_invalid_files_are_events() {
     events.until("the validation error", |seen| {
         seen.iter().any(|e| is(e, "broken", "invalid"))
     });
-    let invalid = events
-        .seen
-        .iter()
-        .find(|e| is(e, "broken", "invalid"))
-        .unwrap();
+    let invalid = events.first("broken", "invalid");
     assert!(
         invalid["message"]
             .as_str()
@@ -201,5 +199,38 @@ fn exits_restarts_with_their_reason_and_invalid_files_are_events() {
         .unwrap();
     assert!(!text.status.success());
     drop(replay);
+    d.stop();
+}
+
+#[test]
+fn a_subscriber_that_does_not_read_is_dropped_and_supd_goes_on() {
+    use std::io::Write;
+    let d = Daemon::start();
+    // Subscribed, and never reading.
+    let mut stalled = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    stalled
+        .write_all(b"{\"v\":1,\"cmd\":\"events\"}\n")
+        .unwrap();
+    // 3000 invalid files: two events of about 1 KB together each, far
+    // past what supd queues for one client (1 MiB) on top of what the
+    // socket's buffer holds.
+    for i in 0..3000 {
+        let text = "rootfs: /r\nexec: [/x]\nnotfy: true\n";
+        std::fs::write(d.units.join(format!("bad-{i:04}.yaml")), text).unwrap();
+    }
+    d.supctl(&["reload"]);
+    d.wait_for("the stalled client to go", Duration::from_secs(30), || {
+        d.daemon_log()
+            .contains("events: dropping a client that does not read them")
+    });
+    let started = Instant::now();
+    let status = d.status("bad-0000");
+    assert_eq!(status["state"], "invalid", "{status}");
+    assert!(d.supctl(&["reload"]).status.success());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "supd still answers"
+    );
+    drop(stalled);
     d.stop();
 }
