@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 need_root
 # buildah, umoci and skopeo make the images the image tests import;
 # podman is the benchmarks' anchor for them.
-ensure_packages busybox-static util-linux groff-base gcc libc6-dev buildah umoci skopeo podman nftables socat iperf3 iproute2 tzdata gcc-i686-linux-gnu e2fsprogs
+ensure_packages busybox-static util-linux groff-base gcc libc6-dev buildah umoci skopeo podman nftables socat iperf3 iproute2 tzdata gcc-i686-linux-gnu e2fsprogs zsh fish
 ensure_promtool
 ensure_rust
 echo "== cargo fmt --check"

@@ -374,3 +374,36 @@ fn bash_completes_unit_names_from_the_running_supd() {
         "not for images"
     );
 }
+
+#[test]
+fn fish_completes_unit_names_and_zsh_reads_its_script() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fish = format!(
+        "function supctl; if test \"$argv\" = 'list-units --names'; echo web; echo db; end; end; \
+         source {}; complete -C 'supctl restart '",
+        root.join("completions/supctl.fish").display()
+    );
+    let out = std::process::Command::new("fish")
+        .args(["-c", &fish])
+        .output()
+        .expect("fish (scripts/test.sh installs it)");
+    let offered = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        offered.lines().any(|l| l == "web") && offered.lines().any(|l| l == "db"),
+        "{offered}"
+    );
+    let zsh = std::process::Command::new("zsh")
+        .arg("-n")
+        .arg(root.join("completions/_supctl"))
+        .output()
+        .expect("zsh (scripts/test.sh installs it)");
+    assert!(
+        zsh.status.success(),
+        "{}",
+        String::from_utf8_lossy(&zsh.stderr)
+    );
+    let script = std::fs::read_to_string(root.join("completions/_supctl")).unwrap();
+    assert!(
+        script.contains("':name:_supctl_unit_names'") && script.contains("_supctl_unit_names() {")
+    );
+}
