@@ -58,8 +58,14 @@ Without NOTIFY_SOCKET none of this happens.
 .PP
 Under journald (JOURNAL_STREAM names supd's stderr) supd logs with syslog
 priority prefixes and no time stamps, and container output goes to the
-journal with SYSLOG_IDENTIFIER and SUPD_UNIT set to the unit name, unless a
-unit says \fBlogging.driver: file\fR.
+journal with SYSLOG_IDENTIFIER and SUPD_UNIT set to the unit name and
+SUPD_STREAM to stdout or stderr, unless a unit says
+\fBlogging.driver: file\fR. The journal socket is written without
+blocking: what journald does not take is dropped and counted in
+\fBsupctl status\fR.
+.PP
+With \fB\-\-metrics\-listen\fR, \fBGET /metrics\fR answers with the
+Prometheus text format, built from the cgroups at each scrape.
 .SH ENVIRONMENT
 .TP
 .B RUST_LOG
@@ -98,7 +104,8 @@ NAT and published ports of the bridge containers that run, rebuilt whole
 by every change and by a supd that adopts running containers.
 .TP
 .I /var/log/supd/NAME.log
-Container output, rotated by size.
+Container output, one record per line in the CRI logging format
+(time, stream, F or P, the line), rotated by size between records.
 .SH SEE ALSO
 .BR supctl (1),
 .BR supd.unit (5),
