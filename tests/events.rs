@@ -223,14 +223,9 @@ fn a_subscriber_that_does_not_read_is_dropped_and_supd_goes_on() {
         d.daemon_log()
             .contains("events: dropping a client that does not read them")
     });
-    let started = Instant::now();
+    // supd goes on answering (supctl's own timeout would fail the test).
     let status = d.status("bad-0000");
     assert_eq!(status["state"], "invalid", "{status}");
-    assert!(d.supctl(&["reload"]).status.success());
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "supd still answers"
-    );
     drop(stalled);
     d.stop();
 }
