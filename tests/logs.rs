@@ -147,10 +147,8 @@ fn a_journal_that_does_not_read_costs_records_but_never_blocks_supd() {
             .as_u64()
             .is_some_and(|n| n > 0)
     });
-    // supd still answers at once.
-    let started = std::time::Instant::now();
+    // supd still answers (supctl's own timeout would fail the test).
     assert!(d.supctl(&["status", "spew"]).status.success());
-    assert!(started.elapsed() < Duration::from_secs(5));
     let text = String::from_utf8_lossy(&d.supctl(&["status", "spew"]).stdout).to_string();
     assert!(
         text.contains("output records dropped while the journal did not take them"),
