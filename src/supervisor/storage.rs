@@ -70,10 +70,7 @@ impl Entry {
         let unit = self.unit.as_ref()?;
         let limit = unit.resources.storage_size?;
         let mechanism = storage::mechanism_of(unit, &self.state_dir)?;
-        let usage = self
-            .run
-            .as_ref()
-            .and_then(|run| storage::usage(Path::new(&format!("/proc/{}/root", run.pid.as_raw()))));
+        let usage = self.run_usage();
         let full = usage.is_some_and(|u| u.is_full(limit));
         self.note_fullness(full, usage.map_or(0, |u| u.used), limit, now);
         let mechanism = serde_json::to_value(mechanism)
@@ -102,11 +99,7 @@ impl Entry {
         if recent {
             return;
         }
-        let Some(usage) = self
-            .run
-            .as_ref()
-            .and_then(|run| storage::usage(Path::new(&format!("/proc/{}/root", run.pid.as_raw()))))
-        else {
+        let Some(usage) = self.run_usage() else {
             return;
         };
         self.note_fullness(usage.is_full(limit), usage.used, limit, now);
@@ -150,17 +143,22 @@ impl Entry {
     /// host, where an image or a quota directory still is): a workload
     /// that died of ENOSPC is reported, and the next run starts afresh.
     pub fn storage_run_ended(&mut self, now: Duration) {
-        let limit = self.unit.as_ref().and_then(|u| u.resources.storage_size);
         let layer = storage::layer_dir(&self.state_dir);
-        if let Some(usage) = limit.and_then(|_| storage::usage(&layer)) {
-            if storage::is_mount_point(&layer)
-                || storage::quota::project_of(&layer).is_ok_and(|id| id != 0)
-            {
-                let limit = limit.unwrap_or_default();
-                self.note_fullness(usage.is_full(limit), usage.used, limit, now);
-            }
+        // Only the layer itself answers: an image's mount, or a quota
+        // directory (an empty mount point would give the host's figures).
+        let own = storage::is_mount_point(&layer)
+            || storage::quota::project_of(&layer).is_ok_and(|id| id != 0);
+        let limit = self.unit.as_ref().and_then(|u| u.resources.storage_size);
+        if let (true, Some(limit), Some(usage)) = (own, limit, storage::usage(&layer)) {
+            self.note_fullness(usage.is_full(limit), usage.used, limit, now);
         }
         self.storage = StorageWatch::default();
+    }
+
+    /// The layer's figures as the running container sees them.
+    fn run_usage(&self) -> Option<storage::Usage> {
+        let run = self.run.as_ref()?;
+        storage::usage(Path::new(&format!("/proc/{}/root", run.pid.as_raw())))
     }
 }
 
