@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's commands start on a bare Debian: in a debootstrapped Debian 13
-# (trixie, minbase) chroot, scripts/lib.sh's ensure_rust finds no Rust,
+# chroot (trixie, minbase with systemd: the systemd tier's root),
+# scripts/lib.sh's ensure_rust finds no Rust,
 # installs Debian's rustc and cargo (1.85 or later) and the toolchain
 # builds and links a program. The Debian root is made once and kept as a
 # tarball under target/; each run unpacks a fresh copy. Without a Debian
@@ -9,19 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_root
-ensure_packages debootstrap zstd
-cache="$PWD/target/tmp/debian-trixie-minbase.tar.zst"
-mkdir -p "$(dirname "$cache")"
-if [ ! -s "$cache" ]; then
-  build=$(mktemp -d /tmp/supd-trixie.XXXXXX)
-  if ! debootstrap --variant=minbase trixie "$build" http://deb.debian.org/debian >/dev/null 2>&1; then
-    rm -rf "$build"
-    echo "no Debian mirror: the fresh Debian 13 check is skipped"
-    exit 0
-  fi
-  tar -C "$build" -cf - . | zstd -q -T0 -o "$cache.partial"
-  mv "$cache.partial" "$cache"
-  rm -rf "$build"
+if ! ensure_trixie_root; then
+  echo "no Debian mirror: the fresh Debian 13 check is skipped"
+  exit 0
 fi
 root=$(mktemp -d /tmp/supd-fresh.XXXXXX)
 cleanup() {
@@ -31,7 +22,7 @@ cleanup() {
   rm -rf "$root"
 }
 trap cleanup EXIT
-zstd -q -dc "$cache" | tar -C "$root" -xf -
+zstd -q -dc "$TRIXIE_ROOT" | tar -C "$root" -xf -
 mkdir -p "$root/repo"
 mount --bind "$PWD/scripts" "$root/repo" -o ro
 mount -t proc proc "$root/proc"

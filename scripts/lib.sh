@@ -36,6 +36,50 @@ ensure_promtool() {
   export PATH="$dir/usr/bin:$PATH"
 }
 
+# ensure_vm_kernel DIR: Debian's cloud kernel for the QEMU tiers (the
+# package linux-image-cloud-amd64 depends on), unpacked in DIR, never
+# installed on the host. Sets VM_VMLINUZ and VM_MODULES (its modules
+# directory, lib/modules/VERSION).
+ensure_vm_kernel() {
+  local dir=$1
+  if ! ls "$dir"/boot/vmlinuz-* >/dev/null 2>&1; then
+    echo "== fetching Debian's cloud kernel"
+    [ -n "$(apt-cache depends linux-image-cloud-amd64 2>/dev/null)" ] || apt-get update -qq
+    local pkg
+    pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ {print $2; exit}')
+    rm -rf "$dir" && mkdir -p "$dir"
+    (cd "$dir" && apt-get download -qq "$pkg")
+    dpkg-deb -x "$dir"/"$pkg"_*.deb "$dir"
+    rm -f "$dir"/*.deb
+  fi
+  VM_VMLINUZ=$(ls "$dir"/boot/vmlinuz-* | head -n 1)
+  VM_MODULES=$( (ls -d "$dir"/lib/modules/* "$dir"/usr/lib/modules/* 2>/dev/null || true) | head -n 1)
+}
+
+# ensure_trixie_root: a Debian 13 root with systemd (debootstrap minbase,
+# plus systemd as PID 1, kmod for module autoloading, e2fsprogs, which the
+# package depends on, and man-db, which finds the unit's Documentation=),
+# made once and kept as a tarball under target/, named by its package list.
+# Sets TRIXIE_ROOT to the tarball; returns 1 without a Debian mirror.
+TRIXIE_PACKAGES=systemd,systemd-sysv,kmod,e2fsprogs,man-db
+ensure_trixie_root() {
+  TRIXIE_ROOT="$PWD/target/tmp/debian-trixie-$(echo "$TRIXIE_PACKAGES" | md5sum | cut -c1-8).tar.zst"
+  [ -s "$TRIXIE_ROOT" ] && return 0
+  ensure_packages debootstrap zstd
+  mkdir -p "$(dirname "$TRIXIE_ROOT")"
+  local build
+  build=$(mktemp -d /tmp/supd-trixie.XXXXXX)
+  if ! debootstrap --variant=minbase --include="$TRIXIE_PACKAGES" \
+      trixie "$build" http://deb.debian.org/debian >/dev/null 2>&1; then
+    rm -rf "$build"
+    return 1
+  fi
+  rm -rf "$build"/var/cache/apt/archives/*.deb
+  tar -C "$build" -cf - . | zstd -q -T0 -o "$TRIXIE_ROOT.partial"
+  mv "$TRIXIE_ROOT.partial" "$TRIXIE_ROOT"
+  rm -rf "$build"
+}
+
 # The Rust supd needs (Cargo.toml's rust-version).
 RUST_MINIMUM=1.85
 rust_new_enough() {

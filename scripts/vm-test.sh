@@ -18,18 +18,9 @@ mkdir -p "$vm"
 exec 9>"$vm/lock"
 flock 9
 
-# The kernel: the package that linux-image-cloud-amd64 depends on, unpacked
-# here, never installed on the host.
-if ! ls "$vm"/kernel/boot/vmlinuz-* >/dev/null 2>&1; then
-  echo "== fetching Debian's cloud kernel"
-  [ -n "$(apt-cache depends linux-image-cloud-amd64 2>/dev/null)" ] || apt-get update -qq
-  pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/ {print $2; exit}')
-  rm -rf "$vm/kernel" "$vm"/*.deb
-  (cd "$vm" && apt-get download -qq "$pkg")
-  dpkg-deb -x "$vm"/"$pkg"_*.deb "$vm/kernel"
-fi
-vmlinuz=$(ls "$vm"/kernel/boot/vmlinuz-* | head -n 1)
-moddir=$(ls -d "$vm"/kernel/lib/modules/* | head -n 1)
+ensure_vm_kernel "$vm/kernel"
+vmlinuz=$VM_VMLINUZ
+moddir=$VM_MODULES
 
 echo "== building static binaries and test executables"
 export RUSTFLAGS='-C target-feature=+crt-static'

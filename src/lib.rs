@@ -4,6 +4,14 @@
 // panic would take every container's supervisor down. Tests may unwrap.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+/// supd's version string: Cargo's, unless the build sets `SUPD_VERSION`
+/// (a distribution's own version, or the second build the systemd tier
+/// upgrades to).
+pub const VERSION: &str = match option_env!("SUPD_VERSION") {
+    Some(version) => version,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
 pub mod cli;
 pub mod control;
 pub mod files;

@@ -39,7 +39,11 @@ not to start. Bridges supd created (listed in
 upgrade installed the new one) in the same process, handing over the
 control socket; the new supd adopts every container. \fBsystemctl stop\fR
 and \fBrestart\fR stop the containers (SIGTERM keeps its meaning); a crash,
-\fBkill -9\fR or \fBdaemon-reexec\fR leaves them running.
+\fBkill -9\fR, the watchdog or \fBdaemon-reexec\fR leaves them running.
+\fBsystemctl kill\fR signals every process of the service, the containers
+in its delegated cgroups too (\fB--kill-whom=main\fR signals supd alone):
+after \fBsystemctl kill -s KILL supd\fR the supd that systemd restarts
+starts each container again by its restart policy.
 Two live daemons never share a parent: the second one
 exits with an error naming it (choose another with \fB--cgroup-parent\fR).
 .PP

@@ -91,7 +91,7 @@ fn daemon() -> anyhow::Result<()> {
     };
     log::info!(
         "supd {} starting; units from {:?}, socket {}",
-        env!("CARGO_PKG_VERSION"),
+        supd::VERSION,
         options.units_dirs,
         options.socket.display()
     );

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 /// Control the supd container supervisor.
 #[derive(Parser, Debug)]
-#[command(name = "supctl", version)]
+#[command(name = "supctl", version = crate::VERSION)]
 pub struct Cli {
     /// supd's control socket.
     #[arg(

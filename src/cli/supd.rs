@@ -11,7 +11,7 @@ use std::path::PathBuf;
 /// with back-off, and answers supctl on the control socket. SIGTERM or SIGINT
 /// stops every container and exits; SIGHUP re-reads the unit directories.
 #[derive(Parser, Debug)]
-#[command(name = "supd", version)]
+#[command(name = "supd", version = crate::VERSION)]
 pub struct Cli {
     /// A unit directory; repeat for several, highest precedence first.
     /// [default: /etc/supd/units, /run/supd/units, /usr/lib/supd/units]

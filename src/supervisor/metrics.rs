@@ -172,7 +172,7 @@ impl Supervisor {
         let _ = writeln!(
             out,
             "# HELP supd_build_info supd's version.\n# TYPE supd_build_info gauge\nsupd_build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
+            crate::VERSION
         );
         let mut samples: HashMap<&str, Vec<(String, f64)>> = HashMap::new();
         let mut push = |name: &'static str, labels: String, value: f64| {
