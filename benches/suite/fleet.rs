@@ -1,11 +1,14 @@
 //! Many containers: churn, one edit among hundreds of units, footprint and
 //! the idle cost.
 
-use crate::common::{busybox_rootfs, cgroup_dirs, Daemon};
+use crate::common::{busybox_rootfs, cgroup_dirs, Daemon, SUPCTL};
 use crate::probe::{request, Probe};
 use std::collections::HashSet;
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use supd::control::protocol::{Body, Command, UnitStatus};
 
@@ -118,6 +121,115 @@ pub fn edit_among(daemon: &Daemon, probe: &Probe, total: usize, count: usize) ->
         let began = Instant::now();
         daemon.write_unit("edited", &unit);
         samples.push(probe.wait_for(&text) - began);
+    }
+    samples
+}
+
+/// `supctl events --json` of a daemon: each line with the time it came.
+pub struct EventWatch {
+    child: Child,
+    lines: mpsc::Receiver<(Instant, String)>,
+}
+
+impl EventWatch {
+    pub fn new(daemon: &Daemon) -> EventWatch {
+        let mut child = std::process::Command::new(SUPCTL)
+            .env("SUPD_SOCKET", &daemon.socket)
+            .args(["events", "--json"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if send.send((Instant::now(), line)).is_err() {
+                    break;
+                }
+            }
+        });
+        // supctl says nothing until an event comes: give it the time to
+        // subscribe before anything happens.
+        std::thread::sleep(Duration::from_millis(300));
+        EventWatch { child, lines }
+    }
+
+    /// When the next event holding every one of `needles` came.
+    pub fn wait_for(&self, needles: &[&str]) -> Instant {
+        loop {
+            let (at, line) = self
+                .lines
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("no event with {needles:?}"));
+            if needles.iter().all(|n| line.contains(n)) {
+                return at;
+            }
+        }
+    }
+
+    pub fn drain(&self) {
+        while self.lines.try_recv().is_ok() {}
+    }
+}
+
+impl Drop for EventWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `total` units running; one of them edited in place, until supd begins
+/// its restart (the reconcile's `restarting` event).
+pub fn edit_until_restart(daemon: &Daemon, total: usize, count: usize) -> Vec<Duration> {
+    for i in 1..total {
+        daemon.write_unit(&format!("r{i}"), &sleeping_unit());
+    }
+    daemon.write_unit("edited", &sleeping_unit());
+    wait_running(daemon, total);
+    let events = EventWatch::new(daemon);
+    let mut samples = Vec::new();
+    for k in 1..=count {
+        let unit = format!(
+            "rootfs: {}\nexec: [/bin/sleep, '{}']\n",
+            busybox_rootfs().display(),
+            2_000_000 + k
+        );
+        events.drain();
+        let began = Instant::now();
+        daemon.write_unit("edited", &unit);
+        samples.push(events.wait_for(&["\"edited\"", "restarting"]) - began);
+        wait_running(daemon, total);
+    }
+    samples
+}
+
+/// `count` unit files (disabled ones: planning, no starts) dropped at once
+/// into a running supd, until it planned them all.
+pub fn drop_until_planned(daemon: &Daemon, count: usize, rounds: usize) -> Vec<Duration> {
+    let events = EventWatch::new(daemon);
+    let unit = format!(
+        "enabled: false\nrootfs: {}\nexec: [/bin/sleep, '1000000']\n",
+        busybox_rootfs().display()
+    );
+    let mut samples = Vec::new();
+    for round in 0..rounds {
+        events.drain();
+        let began = Instant::now();
+        for i in 0..count {
+            daemon.write_unit(&format!("p{round}-{i}"), &unit);
+        }
+        // The directories' reconcile that saw every one of them ("unit
+        // directories read: N units" or "unit files read: ... (N units)").
+        let all = format!("{count} units");
+        samples.push(events.wait_for(&["\"reconcile\"", &all]) - began);
+        for i in 0..count {
+            fs::remove_file(daemon.units.join(format!("p{round}-{i}.yaml"))).unwrap();
+        }
+        while !all_status(daemon).is_empty() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
     samples
 }

@@ -29,6 +29,8 @@ struct Sizes {
     rounds: usize,
     churn: usize,
     edit_total: usize,
+    /// Units for the reconcile measurements.
+    plan_total: usize,
     footprint: usize,
     idle: Duration,
 }
@@ -48,6 +50,7 @@ impl Sizes {
                 rounds: 2,
                 churn: 50,
                 edit_total: 50,
+                plan_total: 100,
                 footprint: 20,
                 idle,
             }
@@ -58,6 +61,7 @@ impl Sizes {
                 rounds: 10,
                 churn: 50,
                 edit_total: 500,
+                plan_total: 1000,
                 footprint: 100,
                 idle,
             }
@@ -187,7 +191,7 @@ fn single_container(sizes: &Sizes, anchors: &Anchors, table: &mut Table) {
     );
     let written = summarize(&lifecycle::file_written(&daemon, &probe, sizes.starts));
     table.add(
-        "unit file written until the workload ran (incl. 20 ms debounce)",
+        "new unit file written until the workload ran (incl. the 20 ms wait a new file gets)",
         timing(written),
         String::new(),
         "",
@@ -259,6 +263,33 @@ fn many_containers(sizes: &Sizes, table: &mut Table) {
         timing(edit),
         String::new(),
         "",
+    );
+    daemon.stop();
+    let daemon = common::Daemon::start_with_env(&[], &[("RUST_LOG", "warn")]);
+    let total = sizes.plan_total;
+    let edit = summarize(&fleet::edit_until_restart(
+        &daemon,
+        total,
+        sizes.starts.min(30),
+    ));
+    table.add(
+        &format!("one unit edited in place among {total} running until its restart began"),
+        timing(edit),
+        String::new(),
+        "< 5 ms",
+    );
+    daemon.stop();
+    let daemon = common::Daemon::start_with_env(&[], &[("RUST_LOG", "warn")]);
+    let planned = summarize(&fleet::drop_until_planned(
+        &daemon,
+        total,
+        sizes.rounds.min(5),
+    ));
+    table.add(
+        &format!("{total} unit files dropped at once into a running supd until all planned"),
+        timing(planned),
+        String::new(),
+        "< 100 ms",
     );
     daemon.stop();
 }
@@ -391,16 +422,23 @@ fn image_section(sizes: &Sizes, table: &mut Table) {
 }
 
 fn planning(sizes: &Sizes, table: &mut Table) {
-    let planned = planning::measure(500, sizes.rounds.max(5));
+    let units = sizes.plan_total;
+    let planned = planning::measure(units, sizes.rounds.max(5));
     table.add(
-        "load and plan 500 unit files (pure, no daemon)",
+        &format!("load and plan {units} unit files (pure, no daemon)"),
         timing(summarize(&planned.cold)),
         String::new(),
         "",
     );
     table.add(
-        "re-load and re-plan after one edit among 500",
+        &format!("re-load and re-plan after one edit among {units}"),
         timing(summarize(&planned.after_edit)),
+        String::new(),
+        "",
+    );
+    table.add(
+        &format!("plan {units} units already loaded (copy and compare each)"),
+        timing(summarize(&planned.replan)),
         String::new(),
         "",
     );

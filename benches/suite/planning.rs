@@ -46,6 +46,9 @@ fn as_actual(desired: &BTreeMap<String, Outcome>) -> BTreeMap<String, Actual> {
 pub struct Planning {
     pub cold: Vec<Duration>,
     pub after_edit: Vec<Duration>,
+    /// The plan alone, over units already loaded (what a reconcile for one
+    /// edited file still does for every unit).
+    pub replan: Vec<Duration>,
 }
 
 pub fn measure(units: usize, rounds: usize) -> Planning {
@@ -56,6 +59,7 @@ pub fn measure(units: usize, rounds: usize) -> Planning {
     let mut result = Planning {
         cold: Vec::new(),
         after_edit: Vec::new(),
+        replan: Vec::new(),
     };
     for _ in 0..rounds {
         let began = Instant::now();
@@ -75,6 +79,13 @@ pub fn measure(units: usize, rounds: usize) -> Planning {
             .filter(|(_, action)| !matches!(action, Action::Keep(_)))
             .count();
         assert_eq!(changed, 1);
+    }
+    let loaded = desired(&dirs);
+    for _ in 0..rounds {
+        let began = Instant::now();
+        let actions = plan(&loaded.clone(), &actual);
+        result.replan.push(began.elapsed());
+        assert_eq!(actions.len(), units);
     }
     fs::remove_dir_all(&dir).unwrap();
     result

@@ -431,6 +431,7 @@ impl Supervisor {
             },
         );
         // Not now: this runs inside a reconcile's or an event's handling.
+        self.reload_scope.everything = true;
         self.reload_at = Some(deadline_after(Duration::ZERO));
     }
 

@@ -357,8 +357,8 @@ impl Supervisor {
         );
         // A unit refused for an address or range this one held may now
         // have it.
-        if self.claims_refused && self.reload_at.is_none() {
-            self.reload_at = Some(super::deadline_after(super::RELOAD_DEBOUNCE));
+        if self.claims_refused {
+            self.after_watch(super::watch::Changes::everything());
         }
         let Some(entry) = self.entries.get_mut(name) else {
             return;

@@ -167,8 +167,14 @@ pub struct Supervisor {
     next_token: u64,
     shutting_down: bool,
     watcher: watch::UnitWatcher,
-    /// A reconcile is due at this monotonic time (debounced file events).
+    /// A reconcile is due at this monotonic time (file events, at once
+    /// or debounced).
     reload_at: Option<Duration>,
+    /// What that reconcile must read.
+    reload_scope: watch::Changes,
+    /// Every unit as the last reads found it: a reconcile for a few
+    /// changed files reads only those.
+    loaded: BTreeMap<String, crate::unit::loader::LoadedUnit>,
     /// The unit watcher must re-sync at this time (see `UnitWatcher::resync`).
     resync_at: Option<Duration>,
     /// Units an operator stopped and units that failed, kept across restarts.
@@ -386,6 +392,8 @@ impl Supervisor {
             shutting_down: false,
             watcher,
             reload_at: None,
+            reload_scope: watch::Changes::default(),
+            loaded: BTreeMap::new(),
             resync_at: None,
             accept_at: None,
             accept_failing: false,
@@ -420,7 +428,7 @@ impl Supervisor {
 
     /// Runs until SIGTERM or SIGINT has stopped every container.
     pub fn run(mut self) -> Result<(), SupervisorError> {
-        self.after_watch(false);
+        self.after_watch(watch::Changes::default());
         self.adopt_found();
         self.rebuild_network_state();
         self.reload();
@@ -510,9 +518,16 @@ impl Supervisor {
 
     /// Schedules the reconcile a file change asks for, and the re-sync of
     /// a watch set that a racing directory change left incomplete.
-    pub(super) fn after_watch(&mut self, changed: bool) {
-        if changed && self.reload_at.is_none() {
-            self.reload_at = Some(deadline_after(RELOAD_DEBOUNCE));
+    pub(super) fn after_watch(&mut self, changes: watch::Changes) {
+        if changes.any() {
+            self.reload_scope.merge(changes);
+            // A whole edit is read at once; a burst, or an edit that may
+            // not be done yet, a moment later in one go.
+            if !self.reload_scope.everything && !self.reload_scope.settling {
+                self.reload_at = Some(deadline_after(Duration::ZERO));
+            } else if self.reload_at.is_none() {
+                self.reload_at = Some(deadline_after(RELOAD_DEBOUNCE));
+            }
         }
         self.resync_at = self
             .watcher
@@ -597,12 +612,22 @@ impl Supervisor {
             self.resume_accepting();
         }
         if self.resync_at.is_some_and(|at| at <= now) {
-            let changed = self.watcher.resync();
-            self.after_watch(changed);
+            let changes = if self.watcher.resync() {
+                watch::Changes::everything()
+            } else {
+                watch::Changes::default()
+            };
+            // Also schedules the next re-sync, or none.
+            self.after_watch(changes);
         }
         if self.reload_at.is_some_and(|at| at <= now) {
             self.reload_at = None;
-            self.reload();
+            let scope = std::mem::take(&mut self.reload_scope);
+            if scope.everything {
+                self.reload();
+            } else if !scope.units.is_empty() {
+                self.reload_units(&scope.units);
+            }
         }
         if self.notifier.watchdog_at.is_some_and(|at| at <= now) {
             self.notifier.watchdog();

@@ -5,8 +5,8 @@ use super::{monotonic_now, Supervisor};
 use crate::control::protocol::EventKind;
 use crate::plan::claims::{self, Claim};
 use crate::plan::{plan, Action, Actual};
-use crate::unit::loader::{load_dirs, misnamed_files, Outcome};
-use std::collections::BTreeMap;
+use crate::unit::loader::{load_dirs, load_units, misnamed_files, Outcome};
+use std::collections::{BTreeMap, BTreeSet};
 
 type Origins = BTreeMap<String, (std::path::PathBuf, Vec<std::path::PathBuf>, Option<String>)>;
 
@@ -59,19 +59,63 @@ impl Supervisor {
         }
         // New watches may have missed a change made since the files were
         // read: a changed watch set reads them once more.
-        let changed = self.watcher.watch_inputs(files);
-        self.after_watch(changed);
+        let changes = if self.watcher.watch_inputs(files) {
+            super::watch::Changes::everything()
+        } else {
+            super::watch::Changes::default()
+        };
+        self.after_watch(changes);
     }
 
+    /// Reads the unit directories whole and reconciles.
     pub(super) fn reload(&mut self) {
         self.warn_misnamed();
-        let loaded = load_dirs(&self.options.units_dirs, Some(&self.host));
+        // Whatever events were pending, this read sees.
+        self.reload_scope = super::watch::Changes::default();
+        self.loaded = load_dirs(&self.options.units_dirs, Some(&self.host));
+        self.reconcile_loaded(format!(
+            "unit directories read: {} units",
+            self.loaded.len()
+        ));
+    }
+
+    /// Reads the files of these units again (what events named) and
+    /// reconciles; every other unit stays as the last read found it.
+    pub(super) fn reload_units(&mut self, names: &BTreeSet<String>) {
+        // Past this, listing the directories costs less than looking for
+        // each name in each of them.
+        const WHOLE_READ_PAST: usize = 64;
+        if names.len() > WHOLE_READ_PAST {
+            return self.reload();
+        }
+        for (name, loaded) in load_units(&self.options.units_dirs, names, Some(&self.host)) {
+            match loaded {
+                Some(unit) => self.loaded.insert(name, unit),
+                None => self.loaded.remove(&name),
+            };
+        }
+        let listed: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.reconcile_loaded(format!(
+            "unit files read: {} ({} units)",
+            listed.join(", "),
+            self.loaded.len()
+        ));
+    }
+
+    /// Plans every unit as last read against what runs, and acts.
+    fn reconcile_loaded(&mut self, what: String) {
         let mut origins = BTreeMap::new();
-        let mut desired: BTreeMap<String, Outcome> = loaded
-            .into_iter()
+        let mut desired: BTreeMap<String, Outcome> = self
+            .loaded
+            .iter()
             .map(|(name, unit)| {
-                origins.insert(name.clone(), (unit.source, unit.dropins, unit.effective));
-                (name, unit.outcome)
+                let origin = (
+                    unit.source.clone(),
+                    unit.dropins.clone(),
+                    unit.effective.clone(),
+                );
+                origins.insert(name.clone(), origin);
+                (name.clone(), unit.outcome.clone())
             })
             .collect();
         let sources = origins
@@ -102,10 +146,7 @@ impl Supervisor {
         self.emit(super::events::event(
             None,
             EventKind::Reconcile,
-            format!(
-                "unit directories read: {} units, {changed} to act on",
-                desired.len()
-            ),
+            format!("{what}, {changed} to act on"),
         ));
         for (name, action) in actions {
             if let Some((source, dropins, effective)) = origins.remove(&name) {
@@ -213,7 +254,12 @@ impl Supervisor {
 
     fn apply(&mut self, name: &str, action: Action) {
         let now = monotonic_now();
-        self.dirty.insert(name.to_string());
+        // A unit kept as it was changes nothing its record holds.
+        let unchanged = matches!(&action, Action::Keep(unit)
+            if self.entries.get(name).and_then(|e| e.unit.as_ref()) == Some(unit.as_ref()));
+        if !unchanged {
+            self.dirty.insert(name.to_string());
+        }
         let reconciled =
             |message: &str| super::events::event(Some(name), EventKind::Reconcile, message);
         match action {

@@ -4,10 +4,12 @@
 //! directory that does not exist yet its nearest existing ancestor, so that
 //! creating it later is noticed. The directories of the files units read
 //! besides themselves (env files, secrets) are watched the same way, for
-//! those files' names. Any relevant event only schedules a reconcile,
-//! which reads the directories whole.
+//! those files' names. An event on a unit file or a drop-in names the unit
+//! whose files the reconcile reads again; anything else (a directory that
+//! came or went, an env file, an overflow) has it read the directories
+//! whole.
 
-use crate::unit::loader::{dropin_dir_unit, is_dropin_name};
+use crate::unit::loader::{dropin_dir_unit, is_dropin_name, unit_name};
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::{OsStr, OsString};
@@ -36,6 +38,44 @@ pub struct UnitWatcher {
     /// rounds ran out: the caller must call `resync` again soon, or a
     /// directory may be left with nothing watching it.
     incomplete: bool,
+}
+
+/// What drained events may have changed, for the reconcile to read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Read every directory again.
+    pub everything: bool,
+    /// Units whose file or drop-ins an event named.
+    pub units: BTreeSet<String>,
+    /// An event that more of the same change may follow (a file created
+    /// but not yet written, one removed or renamed away, as editors do
+    /// before writing it anew): worth a moment's wait before reading.
+    pub settling: bool,
+}
+
+impl Changes {
+    pub fn everything() -> Self {
+        Changes {
+            everything: true,
+            ..Changes::default()
+        }
+    }
+
+    pub fn any(&self) -> bool {
+        self.everything || !self.units.is_empty()
+    }
+
+    pub fn merge(&mut self, other: Changes) {
+        self.everything |= other.everything;
+        self.settling |= other.settling;
+        self.units.extend(other.units);
+    }
+}
+
+/// What one event asks for.
+enum Relevance {
+    Everything,
+    Unit(String),
 }
 
 /// How long to wait before `resync` when the watch set is incomplete.
@@ -97,10 +137,10 @@ impl UnitWatcher {
         self.inotify.as_fd()
     }
 
-    /// Drains pending events. Returns true if any could change a unit.
-    pub fn read(&mut self) -> bool {
+    /// Drains pending events: what they may have changed.
+    pub fn read(&mut self) -> Changes {
         let mut buffer = [0u8; 8192];
-        let mut relevant = false;
+        let mut changes = Changes::default();
         let mut gone = Vec::new();
         loop {
             let events = match self.inotify.read_events(&mut buffer) {
@@ -108,7 +148,7 @@ impl UnitWatcher {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     log::warn!("reading inotify events: {e}");
-                    relevant = true;
+                    changes.everything = true;
                     break;
                 }
             };
@@ -118,7 +158,21 @@ impl UnitWatcher {
                 if event.mask.contains(EventMask::IGNORED) {
                     gone.push(event.wd.clone());
                 }
-                relevant |= self.is_relevant(&event.wd, event.mask, event.name);
+                match self.relevance(&event.wd, event.mask, event.name) {
+                    None => continue,
+                    Some(Relevance::Everything) => changes.everything = true,
+                    Some(Relevance::Unit(name)) => {
+                        changes.units.insert(name);
+                    }
+                }
+                // A file written and closed, or renamed into place, is
+                // whole; after anything else more may follow.
+                if !event
+                    .mask
+                    .intersects(EventMask::CLOSE_WRITE | EventMask::MOVED_TO | EventMask::ATTRIB)
+                {
+                    changes.settling = true;
+                }
             }
             if !any {
                 break;
@@ -130,52 +184,59 @@ impl UnitWatcher {
             }
         }
         // New watches may have missed events in the gap before they existed:
-        // a changed watch set is itself a reason to reconcile.
-        self.sync() || relevant
+        // a changed watch set is itself a reason to read everything.
+        if self.sync() {
+            changes.everything = true;
+        }
+        changes
     }
 
-    fn is_relevant(&self, wd: &WatchDescriptor, mask: EventMask, name: Option<&OsStr>) -> bool {
+    fn relevance(
+        &self,
+        wd: &WatchDescriptor,
+        mask: EventMask,
+        name: Option<&OsStr>,
+    ) -> Option<Relevance> {
         if mask.intersects(
             EventMask::Q_OVERFLOW
                 | EventMask::DELETE_SELF
                 | EventMask::MOVE_SELF
                 | EventMask::IGNORED,
         ) {
-            return true;
+            return Some(Relevance::Everything);
         }
-        let Some(dir) = self.paths.get(wd) else {
-            return false;
-        };
-        let Some((_, role)) = self.watches.get(dir) else {
-            return false;
-        };
-        let Some(name) = name else { return false };
+        let dir = self.paths.get(wd)?;
+        let (_, role) = self.watches.get(dir)?;
+        let name = name?;
         // A directory on the way to a unit or input directory appeared or
         // went.
         let on_the_way = |d: &PathBuf| d.starts_with(dir.join(name));
         if self.dirs.iter().any(on_the_way) || self.inputs.keys().any(on_the_way) {
-            return true;
+            return Some(Relevance::Everything);
         }
         if self
             .inputs
             .get(dir)
             .is_some_and(|names| names.contains(name))
         {
-            return true;
+            return Some(Relevance::Everything);
         }
-        let Some(name) = name.to_str() else {
-            return false;
-        };
+        let name = name.to_str()?;
         // Kubernetes-style volumes swap a `..data` symlink atomically.
         if name == "..data" {
-            return true;
+            return Some(Relevance::Everything);
         }
-        match role {
-            // A misnamed `*.yaml` too: the reconcile warns about it.
-            Role::UnitDir => is_dropin_name(name) || dropin_dir_unit(name).is_some(),
-            Role::DropinDir => is_dropin_name(name),
-            Role::InputDir | Role::Ancestor => false,
-        }
+        let unit = match role {
+            Role::UnitDir if is_dropin_name(name) => match unit_name(name) {
+                Some(unit) => unit,
+                // Misnamed: the full read warns about it.
+                None => return Some(Relevance::Everything),
+            },
+            Role::UnitDir => dropin_dir_unit(name)?,
+            Role::DropinDir if is_dropin_name(name) => dropin_dir_unit(dir.file_name()?.to_str()?)?,
+            Role::DropinDir | Role::InputDir | Role::Ancestor => return None,
+        };
+        Some(Relevance::Unit(unit.to_string()))
     }
 
     /// True while a directory may lack a watch; see `resync`.
@@ -316,19 +377,61 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut watcher = UnitWatcher::new(std::slice::from_ref(&dir)).unwrap();
-        assert!(!watcher.read());
+        assert!(!watcher.read().any());
         let nested = dir.join("a/b/units");
         let mut late = UnitWatcher::new(std::slice::from_ref(&nested)).unwrap();
         std::fs::create_dir_all(&nested).unwrap();
-        assert!(late.read(), "the directories appearing are noticed");
+        assert!(
+            late.read().everything,
+            "the directories appearing are noticed"
+        );
         std::fs::write(nested.join("y.yaml"), "exec: [/x]\n").unwrap();
-        assert!(late.read(), "and the new units directory is watched");
+        assert!(late.read().any(), "and the new units directory is watched");
         std::fs::remove_dir_all(dir.join("a")).unwrap();
-        assert!(late.read(), "and its removal is noticed");
+        assert!(late.read().everything, "and its removal is noticed");
         std::fs::write(dir.join("x.yaml"), "exec: [/x]\n").unwrap();
-        assert!(watcher.read());
+        assert!(watcher.read().any());
         std::fs::write(dir.join("x.yaml~"), "").unwrap();
-        assert!(!watcher.read());
+        assert!(!watcher.read().any());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Events name the unit whose files they touch, and whether the
+    /// change is whole yet.
+    #[test]
+    fn events_name_their_unit() {
+        let dir = std::env::temp_dir().join(format!("supd-names-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("web.yaml.d")).unwrap();
+        let mut watcher = UnitWatcher::new(std::slice::from_ref(&dir)).unwrap();
+        let names = |changes: &Changes| changes.units.iter().cloned().collect::<Vec<_>>();
+        // Written in place: created (settling), then closed (whole).
+        std::fs::write(dir.join("web.yaml"), "exec: [/x]\n").unwrap();
+        let changes = watcher.read();
+        assert_eq!(names(&changes), ["web"]);
+        assert!(!changes.everything);
+        assert!(changes.settling, "the creation comes first");
+        std::fs::write(dir.join("web.yaml"), "exec: [/y]\n").unwrap();
+        let changes = watcher.read();
+        assert!(!changes.settling, "an edit in place is whole once closed");
+        // Written to a hidden temp file, then renamed over: whole.
+        std::fs::write(dir.join(".db.yaml.tmp"), "exec: [/x]\n").unwrap();
+        assert!(!watcher.read().any());
+        std::fs::rename(dir.join(".db.yaml.tmp"), dir.join("db.yaml")).unwrap();
+        let changes = watcher.read();
+        assert_eq!(names(&changes), ["db"]);
+        assert!(!changes.settling);
+        // A drop-in names its unit.
+        std::fs::write(dir.join("web.yaml.d/10-env.yaml"), "env: {A: b}\n").unwrap();
+        assert_eq!(names(&watcher.read()), ["web"]);
+        // Removal may be an editor's first step.
+        std::fs::remove_file(dir.join("db.yaml")).unwrap();
+        let changes = watcher.read();
+        assert_eq!(names(&changes), ["db"]);
+        assert!(changes.settling);
+        // A misnamed file has the whole directory read (which warns).
+        std::fs::write(dir.join("Bad.yaml"), "exec: [/x]\n").unwrap();
+        assert!(watcher.read().everything);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -367,7 +470,7 @@ mod tests {
         watcher.read();
         std::fs::write(units.join("x.yaml"), "exec: [/x]\n").unwrap();
         assert!(
-            watcher.read() || watcher.read(),
+            watcher.read().any() || watcher.read().any(),
             "after {incomplete} retries"
         );
         std::fs::remove_dir_all(&dir).unwrap();

@@ -6,7 +6,7 @@
 use super::dropin::attribute;
 use super::host::{check_host, HostInfo};
 use super::{parse_layers, valid_unit_name, Layer, Unit, UnitError};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -64,6 +64,45 @@ pub fn load_dirs(dirs: &[PathBuf], host: Option<&HostInfo>) -> BTreeMap<String, 
                 effective,
             };
             (name, unit)
+        })
+        .collect()
+}
+
+/// Reads these units again, as `load_dirs` would find them, without
+/// listing the directories: None for a name no directory defines any more.
+/// What an event named is all a reconcile needs to read.
+pub fn load_units(
+    dirs: &[PathBuf],
+    names: &BTreeSet<String>,
+    host: Option<&HostInfo>,
+) -> BTreeMap<String, Option<LoadedUnit>> {
+    names
+        .iter()
+        .map(|name| {
+            let file_name = format!("{name}.yaml");
+            let source = dirs
+                .iter()
+                .map(|dir| dir.join(&file_name))
+                .find(|path| path.symlink_metadata().is_ok() && !path.is_dir());
+            let loaded = source.map(|source| {
+                let mut dropins: BTreeMap<String, PathBuf> = BTreeMap::new();
+                for dir in dirs {
+                    for (file_name, file) in read_dir_names(&dir.join(format!("{name}.yaml.d"))) {
+                        if is_dropin_name(&file_name) && !file.is_dir() {
+                            dropins.entry(file_name).or_insert(file);
+                        }
+                    }
+                }
+                let dropins: Vec<PathBuf> = dropins.into_values().collect();
+                let (outcome, effective) = load_unit(name, &source, &dropins, host);
+                LoadedUnit {
+                    source,
+                    dropins,
+                    outcome,
+                    effective,
+                }
+            });
+            (name.clone(), loaded)
         })
         .collect()
 }
@@ -296,6 +335,29 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    /// Reading named units gives what reading the directories whole gives.
+    #[test]
+    fn named_units_load_as_in_a_full_read() {
+        let high = temp_dir("named-high");
+        let low = temp_dir("named-low");
+        fs::write(high.join("web.yaml"), "exec: [/bin/high]\n").unwrap();
+        fs::write(low.join("web.yaml"), "exec: [/bin/low]\n").unwrap();
+        fs::create_dir_all(low.join("web.yaml.d")).unwrap();
+        fs::write(low.join("web.yaml.d/10-env.yaml"), "env: {A: b}\n").unwrap();
+        fs::write(low.join("db.yaml"), "exec: [/bin/db]\n").unwrap();
+        fs::write(high.join("off.yaml"), "").unwrap();
+        let dirs = [high.clone(), low.clone()];
+        let full = load_dirs(&dirs, None);
+        let names: BTreeSet<String> = ["web", "db", "off", "gone"].map(String::from).into();
+        let named = load_units(&dirs, &names, None);
+        for name in ["web", "db", "off"] {
+            assert_eq!(named[name].as_ref(), full.get(name), "{name}");
+        }
+        assert_eq!(named["gone"], None);
+        fs::remove_dir_all(&high).unwrap();
+        fs::remove_dir_all(&low).unwrap();
     }
 
     #[test]
