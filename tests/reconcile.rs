@@ -313,6 +313,21 @@ fn dependency_cycles_are_rejected_by_name() {
             "{status}"
         );
     }
+    // Edits of one file (each read alone): breaking the cycle frees both;
+    // closing it again through that one file marks both (they keep
+    // running, as after any invalid edit, and say why).
+    d.write_unit("b", &sh_unit(&d, SLEEPER, ""));
+    d.wait_state("a", "running");
+    d.wait_state("b", "running");
+    d.write_unit("b", &sh_unit(&d, SLEEPER, "depends_on: [a]\n"));
+    for name in ["a", "b"] {
+        d.wait_for("the cycle to be reported", WAIT, || {
+            d.status(name)["error"]
+                .as_str()
+                .is_some_and(|e| e.ends_with("dependency cycle: a -> b -> a"))
+        });
+        assert_eq!(d.status(name)["state"], "running");
+    }
     d.stop();
 }
 

@@ -1,6 +1,6 @@
 //! Reading the unit directories and applying the planner's actions.
 
-use super::entry::Entry;
+use super::entry::{Entry, State};
 use super::{monotonic_now, Supervisor};
 use crate::control::protocol::EventKind;
 use crate::plan::claims::{self, Claim};
@@ -41,10 +41,10 @@ fn image_error(files: &[&std::path::Path], message: String) -> crate::unit::Unit
 impl Supervisor {
     /// Env files and secrets of every unit, and those an invalid unit could
     /// not read (creating them must bring it up).
-    fn watch_inputs(&mut self, desired: &BTreeMap<String, Outcome>) {
+    fn watch_inputs(&mut self) {
         let mut files = Vec::new();
-        for outcome in desired.values() {
-            match outcome {
+        for loaded in self.loaded.values() {
+            match &loaded.outcome {
                 Outcome::Valid(unit) => {
                     files.extend(unit.env_file.iter().cloned());
                     files.extend(unit.secrets.iter().map(|s| s.source.clone()));
@@ -73,10 +73,17 @@ impl Supervisor {
         // Whatever events were pending, this read sees.
         self.reload_scope = super::watch::Changes::default();
         self.loaded = load_dirs(&self.options.units_dirs, Some(&self.host));
-        self.reconcile_loaded(format!(
-            "unit directories read: {} units",
-            self.loaded.len()
-        ));
+        // Units that went away too: their plan is to be removed.
+        let all = self
+            .loaded
+            .keys()
+            .chain(self.entries.keys())
+            .cloned()
+            .collect();
+        self.reconcile_loaded(
+            &all,
+            format!("unit directories read: {} units", self.loaded.len()),
+        );
     }
 
     /// Reads the files of these units again (what events named) and
@@ -95,19 +102,58 @@ impl Supervisor {
             };
         }
         let listed: Vec<&str> = names.iter().map(String::as_str).collect();
-        self.reconcile_loaded(format!(
+        let what = format!(
             "unit files read: {} ({} units)",
             listed.join(", "),
             self.loaded.len()
-        ));
+        );
+        let affected = self.affected_by(names);
+        self.reconcile_loaded(&affected, what);
     }
 
-    /// Plans every unit as last read against what runs, and acts.
-    fn reconcile_loaded(&mut self, what: String) {
+    /// The units whose plan a change of `names` can alter: those, whatever
+    /// depends on them (a new dependency cycle runs through its
+    /// dependents), every unit with a fixed address or port (conflicts are
+    /// judged among all of them), and every unit now refused or invalid
+    /// (the change may lift that). Any other unit keeps its plan.
+    fn affected_by(&self, names: &BTreeSet<String>) -> BTreeSet<String> {
+        let mut affected = names.clone();
+        let mut dependents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (name, loaded) in &self.loaded {
+            let Outcome::Valid(unit) = &loaded.outcome else {
+                continue;
+            };
+            if !claims::fixed_claims(unit).is_empty() {
+                affected.insert(name.clone());
+            }
+            for dependency in &unit.depends_on {
+                dependents.entry(dependency).or_default().push(name);
+            }
+        }
+        let mut queue: Vec<String> = names.iter().cloned().collect();
+        while let Some(name) = queue.pop() {
+            for dependent in dependents.get(name.as_str()).into_iter().flatten() {
+                if affected.insert(dependent.to_string()) {
+                    queue.push(dependent.to_string());
+                }
+            }
+        }
+        affected.extend(
+            self.entries
+                .values()
+                .filter(|e| e.config_error.is_some() || e.state() == State::Invalid)
+                .map(|e| e.name.clone()),
+        );
+        affected
+    }
+
+    /// Plans these units as last read against what runs, and acts.
+    fn reconcile_loaded(&mut self, names: &BTreeSet<String>, what: String) {
         let mut origins = BTreeMap::new();
         let mut desired: BTreeMap<String, Outcome> = self
             .loaded
             .iter()
+            .filter(|(name, _)| names.contains(*name))
             .map(|(name, unit)| {
                 let origin = (
                     unit.source.clone(),
@@ -122,13 +168,13 @@ impl Supervisor {
             .iter()
             .map(|(name, (source, _, _))| (name.clone(), source.clone()))
             .collect();
-        self.watch_inputs(&desired);
+        self.watch_inputs();
         self.resolve_images(&mut desired, &origins);
         let held = self.held_claims(&desired);
         self.claims_refused = claims::refuse_conflicts(&mut desired, &held, &sources) > 0;
-        let actual: BTreeMap<String, Actual> = self
-            .entries
-            .values()
+        let actual: BTreeMap<String, Actual> = names
+            .iter()
+            .filter_map(|name| self.entries.get(name))
             .map(|e| {
                 let actual = Actual {
                     unit: e.unit.clone(),
