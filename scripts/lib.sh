@@ -56,6 +56,21 @@ ensure_vm_kernel() {
   VM_MODULES=$( (ls -d "$dir"/lib/modules/* "$dir"/usr/lib/modules/* 2>/dev/null || true) | head -n 1)
 }
 
+# unpack_module MODULES_DIR MODULE DEST_DIR: the kernel module MODULE
+# (a path under kernel/, without .ko) as DEST_DIR/NAME.ko, uncompressed, for
+# a guest's busybox insmod. Returns 1 if the kernel lacks it (built in).
+unpack_module() {
+  local src dest
+  src=$( (ls "$1/kernel/$2".ko* 2>/dev/null || true) | head -n 1)
+  [ -n "$src" ] || return 1
+  dest="$3/$(basename "$2").ko"
+  case "$src" in
+    *.xz) xz -dc "$src" > "$dest" ;;
+    *.zst) zstd -qdc "$src" > "$dest" ;;
+    *) cp "$src" "$dest" ;;
+  esac
+}
+
 # ensure_trixie_root: a Debian 13 root with systemd (debootstrap minbase,
 # plus systemd as PID 1, kmod for module autoloading, e2fsprogs, which the
 # package depends on, and man-db, which finds the unit's Documentation=),

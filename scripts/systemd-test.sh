@@ -93,14 +93,8 @@ for applet in sh mount umount insmod switch_root sleep poweroff echo; do
 done
 disk_modules="virtio/virtio_ring virtio/virtio virtio/virtio_pci_legacy_dev virtio/virtio_pci_modern_dev virtio/virtio_pci block/virtio_blk"
 for module in $disk_modules; do
-  src=$(ls "$VM_MODULES/kernel/drivers/$module".ko* 2>/dev/null | head -n 1) || true
-  [ -n "$src" ] || continue
-  case "$src" in
-    *.xz) xz -dc "$src" > "$initramfs/lib/modules/$(basename "$module").ko" ;;
-    *.zst) zstd -qdc "$src" > "$initramfs/lib/modules/$(basename "$module").ko" ;;
-    *) cp "$src" "$initramfs/lib/modules/$(basename "$module").ko" ;;
-  esac
-  echo "$(basename "$module")" >> "$initramfs/modules"
+  unpack_module "$VM_MODULES" "drivers/$module" "$initramfs/lib/modules" || continue
+  basename "$module" >> "$initramfs/modules"
 done
 cat > "$initramfs/init" <<'INIT'
 #!/bin/sh

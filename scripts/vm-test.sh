@@ -103,13 +103,7 @@ modules="$modules fs/quota/quota_tree fs/quota/quota_v2"
 modules="$modules lib/libcrc32c net/netfilter/nfnetlink net/netfilter/nf_tables net/ipv4/netfilter/nf_defrag_ipv4 net/ipv6/netfilter/nf_defrag_ipv6 net/netfilter/nf_conntrack net/netfilter/nf_nat net/netfilter/nft_chain_nat net/netfilter/nft_nat net/netfilter/nft_masq net/netfilter/nft_ct net/netfilter/nft_fib net/ipv4/netfilter/nft_fib_ipv4 net/ipv6/netfilter/nft_fib_ipv6 net/netfilter/nft_fib_inet"
 for module in $modules; do
   basename "$module" >> "$root/etc/supd-modules"
-  src=$(ls "$moddir/kernel/$module".ko* 2>/dev/null | head -n 1) || true
-  [ -n "$src" ] || continue
-  case "$src" in
-    *.xz) xz -dc "$src" > "$root/lib/modules/$(basename "$module").ko" ;;
-    *.zst) zstd -qdc "$src" > "$root/lib/modules/$(basename "$module").ko" ;;
-    *) cp "$src" "$root/lib/modules/$(basename "$module").ko" ;;
-  esac
+  unpack_module "$moddir" "$module" "$root/lib/modules" || true
 done
 printf '%s\n' "${tests[@]}" > "$root/etc/supd-tests"
 # tests/boot.rs boots a debootstrapped Debian: the host's copy (which the
