@@ -180,13 +180,60 @@ impl Drop for EventWatch {
     }
 }
 
-/// `total` units running; one of them edited in place, until supd begins
-/// its restart (the reconcile's `restarting` event).
-pub fn edit_until_restart(daemon: &Daemon, total: usize, count: usize) -> Vec<Duration> {
+pub struct Scale {
+    /// All unit files written until every container ran.
+    pub start_all: Duration,
+    pub rss: u64,
+    pub status_all: Vec<Duration>,
+    pub status_one: Vec<Duration>,
+    pub idle_cpu: Duration,
+    pub idle_wakeups: u64,
+}
+
+/// `total` sleeping containers (`r1`..., `edited`): the time to start them
+/// all, supd's RSS, `status` of all and of one, and supd's cost while they
+/// idle for `idle`.
+pub fn scale(daemon: &Daemon, total: usize, rounds: usize, idle: Duration) -> Scale {
+    let began = Instant::now();
     for i in 1..total {
         daemon.write_unit(&format!("r{i}"), &sleeping_unit());
     }
     daemon.write_unit("edited", &sleeping_unit());
+    wait_running(daemon, total);
+    let start_all = began.elapsed();
+    let supd = daemon.daemon_pid();
+    let timed = |names: Vec<String>| {
+        (0..rounds)
+            .map(|_| {
+                let began = Instant::now();
+                request(
+                    daemon,
+                    Command::Status {
+                        names: names.clone(),
+                    },
+                );
+                began.elapsed()
+            })
+            .collect()
+    };
+    let status_all = timed(Vec::new());
+    let status_one = timed(vec!["edited".to_string()]);
+    std::thread::sleep(Duration::from_secs(1));
+    let (cpu, wakeups) = (cpu_time(supd), switches(supd));
+    std::thread::sleep(idle);
+    Scale {
+        start_all,
+        rss: bytes_field(&format!("/proc/{supd}/status"), "VmRSS"),
+        status_all,
+        status_one,
+        idle_cpu: cpu_time(supd).saturating_sub(cpu),
+        idle_wakeups: switches(supd).saturating_sub(wakeups),
+    }
+}
+
+/// `total` units running (made by `scale`); one of them edited in place,
+/// until supd begins its restart (the reconcile's `restarting` event).
+pub fn edit_until_restart(daemon: &Daemon, total: usize, count: usize) -> Vec<Duration> {
     wait_running(daemon, total);
     let events = EventWatch::new(daemon);
     let mut samples = Vec::new();

@@ -267,6 +267,40 @@ fn many_containers(sizes: &Sizes, table: &mut Table) {
     daemon.stop();
     let daemon = common::Daemon::start_with_env(&[], &[("RUST_LOG", "warn")]);
     let total = sizes.plan_total;
+    let scale = fleet::scale(&daemon, total, sizes.starts.min(30), sizes.idle);
+    table.add(
+        &format!("{total} unit files written until all {total} containers ran"),
+        timing(summarize(&[scale.start_all])),
+        String::new(),
+        "",
+    );
+    table.add(
+        &format!("supd RSS, {total} containers"),
+        kib(scale.rss),
+        String::new(),
+        "< 20 MB",
+    );
+    table.add(
+        &format!("`status` of all {total} units"),
+        timing(summarize(&scale.status_all)),
+        String::new(),
+        "< 50 ms",
+    );
+    table.add(
+        &format!("`status` of one unit among {total}"),
+        timing(summarize(&scale.status_one)),
+        String::new(),
+        "< 2 ms",
+    );
+    table.add(
+        &format!(
+            "supd idle {} s with {total} containers: CPU time / context switches",
+            sizes.idle.as_secs()
+        ),
+        format!("{} / {}", ms(scale.idle_cpu), scale.idle_wakeups),
+        String::new(),
+        "0 wake-ups",
+    );
     let edit = summarize(&fleet::edit_until_restart(
         &daemon,
         total,
