@@ -612,13 +612,9 @@ impl Supervisor {
             self.resume_accepting();
         }
         if self.resync_at.is_some_and(|at| at <= now) {
-            let changes = if self.watcher.resync() {
-                watch::Changes::everything()
-            } else {
-                watch::Changes::default()
-            };
+            let changed = self.watcher.resync();
             // Also schedules the next re-sync, or none.
-            self.after_watch(changes);
+            self.after_watch(watch::Changes::everything_if(changed));
         }
         if self.reload_at.is_some_and(|at| at <= now) {
             self.reload_at = None;

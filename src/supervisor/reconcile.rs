@@ -59,12 +59,8 @@ impl Supervisor {
         }
         // New watches may have missed a change made since the files were
         // read: a changed watch set reads them once more.
-        let changes = if self.watcher.watch_inputs(files) {
-            super::watch::Changes::everything()
-        } else {
-            super::watch::Changes::default()
-        };
-        self.after_watch(changes);
+        let changed = self.watcher.watch_inputs(files);
+        self.after_watch(super::watch::Changes::everything_if(changed));
     }
 
     /// Reads the unit directories whole and reconciles.

@@ -55,8 +55,14 @@ pub struct Changes {
 
 impl Changes {
     pub fn everything() -> Self {
+        Changes::everything_if(true)
+    }
+
+    /// Everything when `changed` (a watch set that changed may have
+    /// missed events), else nothing.
+    pub fn everything_if(changed: bool) -> Self {
         Changes {
-            everything: true,
+            everything: changed,
             ..Changes::default()
         }
     }

@@ -56,16 +56,25 @@ pub fn load_dirs(dirs: &[PathBuf], host: Option<&HostInfo>) -> BTreeMap<String, 
                 .remove(&name)
                 .map(|files| files.into_values().collect())
                 .unwrap_or_default();
-            let (outcome, effective) = load_unit(&name, &source, &extra, host);
-            let unit = LoadedUnit {
-                source,
-                dropins: extra,
-                outcome,
-                effective,
-            };
+            let unit = loaded_unit(&name, source, extra, host);
             (name, unit)
         })
         .collect()
+}
+
+fn loaded_unit(
+    name: &str,
+    source: PathBuf,
+    dropins: Vec<PathBuf>,
+    host: Option<&HostInfo>,
+) -> LoadedUnit {
+    let (outcome, effective) = load_unit(name, &source, &dropins, host);
+    LoadedUnit {
+        source,
+        dropins,
+        outcome,
+        effective,
+    }
 }
 
 /// Reads these units again, as `load_dirs` would find them, without
@@ -87,20 +96,11 @@ pub fn load_units(
             let loaded = source.map(|source| {
                 let mut dropins: BTreeMap<String, PathBuf> = BTreeMap::new();
                 for dir in dirs {
-                    for (file_name, file) in read_dir_names(&dir.join(format!("{name}.yaml.d"))) {
-                        if is_dropin_name(&file_name) && !file.is_dir() {
-                            dropins.entry(file_name).or_insert(file);
-                        }
+                    for (file_name, file) in dropins_in(&dir.join(format!("{file_name}.d"))) {
+                        dropins.entry(file_name).or_insert(file);
                     }
                 }
-                let dropins: Vec<PathBuf> = dropins.into_values().collect();
-                let (outcome, effective) = load_unit(name, &source, &dropins, host);
-                LoadedUnit {
-                    source,
-                    dropins,
-                    outcome,
-                    effective,
-                }
+                loaded_unit(name, source, dropins.into_values().collect(), host)
             });
             (name.clone(), loaded)
         })
@@ -317,13 +317,18 @@ pub fn dropin_files(dir: &Path) -> Vec<(String, String, PathBuf)> {
         let Some(unit) = dropin_dir_unit(&dir_name) else {
             continue;
         };
-        for (file_name, file) in read_dir_names(&path) {
-            if is_dropin_name(&file_name) && !file.is_dir() {
-                found.push((unit.to_string(), file_name, file));
-            }
+        for (file_name, file) in dropins_in(&path) {
+            found.push((unit.to_string(), file_name, file));
         }
     }
     found
+}
+
+/// (file name, path) of the drop-ins in one `NAME.yaml.d` directory.
+fn dropins_in(dropin_dir: &Path) -> impl Iterator<Item = (String, PathBuf)> {
+    read_dir_names(dropin_dir)
+        .into_iter()
+        .filter(|(file_name, file)| is_dropin_name(file_name) && !file.is_dir())
 }
 
 #[cfg(test)]
